@@ -1,0 +1,74 @@
+"""digitocr train: the notebook's optimize(), cumulative per run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_compute_args, add_data_args, non_negative_int, positive_float, positive_int
+
+DEFAULT_RUNS = Path("runs")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..config import PRESETS
+
+    p = sub.add_parser("train", help="train a network; continues the run folder's training if it exists")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="seed", help="training recipe (default: seed)")
+    p.add_argument("--run", default=None, help="run folder (default: runs/PRESET-seedN)")
+    p.add_argument("--iterations", type=non_negative_int, default=None,
+                   help="optimizer steps to add in this invocation (default: the preset's)")
+    p.add_argument("--until", type=non_negative_int, default=None,
+                   help="train until the run has this many iterations in all; idempotent (default: off)")
+    p.add_argument("--epochs", type=positive_float, default=None, help="passes over the training set, "
+                   "instead of --iterations (default: the preset's)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="(default: the preset's)")
+    p.add_argument("--lr", type=positive_float, default=None, help="(peak) learning rate (default: the preset's)")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="random seed (default: 0)")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=None,
+                   help="iterations between checkpoints; 0 = only at the end (default: 1000)")
+    p.add_argument("--eval-every", type=non_negative_int, default=None,
+                   help="iterations between validation evaluations; 0 = at the end (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    add_data_args(p)
+    add_compute_args(p)
+    p.set_defaults(handler=run)
+
+
+def trained_iterations(ckpt: Path) -> int:
+    from ..checkpoint import read_checkpoint
+
+    return int(read_checkpoint(ckpt)[1]["iterations"]) if ckpt.exists() else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import preset
+    from ..data.datasets import resolve_dataset_name
+    from ..train import CHECKPOINT, fit, resume_config
+    from . import EXIT_INTERRUPTED
+
+    overrides = dict(iterations=args.iterations, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                     precision=args.precision, threads=args.threads, device=args.device,
+                     validation_size=args.validation_size, data_dir=args.data_dir)
+    run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
+    if args.until is not None:
+        done = trained_iterations(run_dir / CHECKPOINT)
+        overrides["iterations"] = max(0, args.until - done)
+        args.iterations = overrides["iterations"]
+    if (run_dir / CHECKPOINT).exists():
+        cfg = resume_config(run_dir, overrides)
+        print(f"Continuing {run_dir} (preset {cfg.preset})")
+    else:
+        cfg = preset(args.preset, **overrides,
+                     dataset=resolve_dataset_name(args.dataset, args.data_dir) or "custom")
+        if args.iterations is not None and args.epochs is None:
+            cfg.epochs = None  # an explicit --iterations wins over the preset's epochs
+    result = fit(cfg, run_dir, progress=not args.no_progress)
+    ckpt = run_dir / CHECKPOINT
+    if result.interrupted:
+        print(f"Interrupted after iteration {result.iterations}; checkpoint saved to {ckpt}. "
+              f"Run the same command to continue.")
+        return EXIT_INTERRUPTED
+    print(f"Saved {ckpt} ({result.iterations} iterations)")
+    return 0

@@ -1,0 +1,104 @@
+"""One typed config per run: the model's shape and the training recipe, with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from .constants import DEFAULT_VALIDATION_SIZE
+from .errors import DigitocrError
+
+Arch = Literal["seed", "best"]
+Precision = Literal["auto", "bf16", "fp32"]
+Schedule = Literal["constant", "onecycle"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a checkpoint needs to rebuild its network."""
+
+    arch: Arch = "seed"
+    # seed network (the notebook's): conv 5x5x16 -> pool -> conv 5x5x36 -> pool -> fc 128 -> fc 10
+    filter_size1: int = 5
+    num_filters1: int = 16
+    filter_size2: int = 5
+    num_filters2: int = 36
+    fc_size: int = 128
+    init_std: float = 0.05  # truncated-normal weights, as tf.truncated_normal(stddev=0.05)
+    init_bias: float = 0.05  # constant biases, as tf.constant(0.05)
+    # best network: widths of its three conv stages, and dropout
+    widths: tuple[int, int, int] = (32, 64, 128)
+    dropout: float = 0.4
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "widths" in kw:
+            kw["widths"] = tuple(kw["widths"])
+        return cls(**kw)
+
+
+@dataclass
+class TrainConfig:
+    """A full training recipe; `config.json` in a run folder is this, resolved."""
+
+    preset: str = "seed"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    iterations: int = 10_000  # optimizer steps for this invocation (cumulative across resumes)
+    epochs: float | None = None  # if set, overrides iterations: epochs * ceil(train / batch)
+    batch_size: int = 64
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-4
+    schedule: Schedule = "constant"
+    warmup_frac: float = 0.25  # onecycle: fraction of steps spent warming up
+    final_lr_frac: float = 1e-3  # onecycle: last lr as a fraction of the peak
+    schedule_iterations: int | None = None  # horizon of the schedule; set from the first run
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False  # random affine + elastic, batched on tensors
+    precision: Precision = "auto"
+    seed: int = 0
+    dataset: str | None = "mnist"
+    data_dir: str | None = None
+    validation_size: int = DEFAULT_VALIDATION_SIZE
+    checkpoint_every: int = 1_000  # iterations between checkpoints (also at the end and on Ctrl-C)
+    eval_every: int = 0  # iterations between validation evaluations (0: only at the end)
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise DigitocrError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        kw = dict(d)
+        kw["model"] = ModelConfig.from_dict(kw.get("model", {}))
+        return cls(**kw)
+
+
+# The notebook's recipe; `fast` and `best` are digitocr's own (see BENCHMARKS.md for how they were chosen).
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "fast": dict(
+        epochs=2.0, batch_size=256, lr=5e-3, schedule="onecycle", label_smoothing=0.0,
+    ),
+    "best": dict(
+        model=ModelConfig(arch="best"), epochs=20.0, batch_size=128, optimizer="adamw", lr=3e-3,
+        schedule="onecycle", weight_decay=5e-4, label_smoothing=0.1, augment=True,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """A preset's TrainConfig with `overrides` (None values are ignored) applied on top."""
+    if name not in PRESETS:
+        raise DigitocrError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    cfg = TrainConfig(preset=name, **PRESETS[name])
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(cfg, **overrides)

@@ -1,0 +1,1 @@
+"""Datasets: the IDX file format and fetching/splitting MNIST-style datasets."""

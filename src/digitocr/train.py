@@ -1,0 +1,230 @@
+"""fit(): the training loop, its schedule, checkpoints and exact resume. No argument parsing here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .augment import augment_batch
+from .checkpoint import atomic_write_text, model_from_tensors, optimizer_state, read_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .constants import IMAGE_SIZE, PRINT_EVERY
+from .data.datasets import Dataset, load_dataset
+from .data.tensors import BatchOrder, images_to_tensor
+from .errors import DigitocrError
+from .inference import evaluate
+from .model import build_model
+from .runtime import autocast, environment, resolve_device, set_threads, use_bf16
+
+log = logging.getLogger(__name__)
+
+CONFIG, METRICS, CHECKPOINT, ENVIRONMENT = "config.json", "metrics.jsonl", "checkpoint.safetensors", "environment.json"
+# Settings a resumed run may change; everything else is the recipe and stays as the run began.
+RESUMABLE_OVERRIDES = {"iterations", "epochs", "precision", "threads", "checkpoint_every", "eval_every", "device"}
+_AUG_STREAM = 7_919  # separates the augmentation RNG stream from the batch-order stream
+ONECYCLE_START_DIV = 25.0  # onecycle starts at peak / 25, as torch's OneCycleLR does
+
+
+def lr_at(step: int, cfg: TrainConfig, horizon: int) -> float:
+    """Learning rate at optimizer step `step` (0-based) of a schedule lasting `horizon` steps."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    warmup = max(1, int(cfg.warmup_frac * horizon))
+    if step < warmup:  # linear ramp from peak/25 up to the peak
+        start = cfg.lr / ONECYCLE_START_DIV
+        return start + (cfg.lr - start) * step / warmup
+    progress = min(1.0, (step - warmup) / max(1, horizon - warmup))  # cosine anneal to the final lr
+    final = cfg.lr * cfg.final_lr_frac
+    return final + (cfg.lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def iterations_for(cfg: TrainConfig, n_train: int) -> int:
+    if cfg.epochs is None:
+        return cfg.iterations
+    return math.ceil(cfg.epochs * n_train / cfg.batch_size)
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    iterations: int  # total optimizer steps the model has had, across all resumes
+    seconds: float  # wall time of this invocation's training loop
+    interrupted: bool
+    run_dir: Path | None
+
+
+class _StopFlag:
+    """Turns Ctrl-C into a flag checked between steps, so a checkpoint never holds a half-applied update."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C is not ours to catch
+            self._old = None
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *_: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _append_metrics(run_dir: Path | None, record: dict) -> None:
+    if run_dir is not None:
+        with open(run_dir / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _trim_metrics(run_dir: Path, iterations: int) -> None:
+    """Drop metric lines newer than the checkpoint (left by a run killed after its last save)."""
+    path = run_dir / METRICS
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln).get("iteration", 0) <= iterations]
+        if len(keep) != len(lines):
+            atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's saved config with the allowed overrides applied; changing the recipe is an error."""
+    saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))
+    changes = {}
+    for k, v in overrides.items():
+        if v is None or v == getattr(saved, k):
+            continue
+        if k not in RESUMABLE_OVERRIDES:
+            raise DigitocrError(f"run {run_dir} was trained with {k}={getattr(saved, k)!r}; "
+                                f"start a new --run to use {k}={v!r}")
+        changes[k] = v
+    if "iterations" in changes and "epochs" not in changes:
+        changes["epochs"] = None  # an explicit --iterations wins over the preset's epochs
+    return dataclasses.replace(saved, **changes)
+
+
+def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | None = None,
+        progress: bool = True, quiet: bool = False) -> FitResult:
+    """Train (or continue training) per `cfg`; with `run_dir`, checkpoint there and resume from it."""
+    run_dir = Path(run_dir) if run_dir is not None else None
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    bf16 = use_bf16(cfg.precision, device)
+    say = (lambda msg: None) if quiet else tqdm.write
+
+    # ---- data: the whole training split as one tensor on the device
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.validation_size, progress=progress)
+    if data.train.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DigitocrError(f"training images are {data.train.images.shape[1:]}, the networks need 28x28")
+    train_x = images_to_tensor(data.train.images, device)  # (N, 1, 28, 28)
+    train_y = torch.from_numpy(data.train.labels).to(device)  # (N,)
+    n_steps = iterations_for(cfg, len(train_y))
+
+    # ---- model and optimizer: fresh, or restored from the run's checkpoint
+    ckpt = run_dir / CHECKPOINT if run_dir else None
+    if ckpt is not None and ckpt.exists():
+        tensors, meta = read_checkpoint(ckpt)
+        model = model_from_tensors(tensors, meta, str(ckpt)).to(device)
+        start = int(meta["iterations"])
+        _trim_metrics(run_dir, start)
+        if "rng.torch" in tensors:
+            torch.set_rng_state(tensors["rng.torch"])
+        opt_state = optimizer_state(tensors, meta)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model).to(device)
+        start, opt_state = 0, None
+        cfg = dataclasses.replace(cfg, schedule_iterations=cfg.schedule_iterations or n_steps)
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if run_dir is not None:
+        atomic_write_text(run_dir / ENVIRONMENT, json.dumps(environment(), indent=2) + "\n")
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    horizon = cfg.schedule_iterations or n_steps
+
+    def save(iterations: int) -> None:
+        if run_dir is None:
+            return
+        meta = {"model_config": dataclasses.asdict(cfg.model), "iterations": iterations,
+                "preset": cfg.preset, "seed": cfg.seed, "dataset": data.name}
+        save_checkpoint(run_dir / CHECKPOINT, model, meta, optimizer, torch.get_rng_state())
+
+    # ---- the loop
+    order = BatchOrder(len(train_y), cfg.batch_size, cfg.seed)
+    end = start + n_steps
+    model.train()
+    t0 = time.perf_counter()
+    it = start
+    with _StopFlag() as flag, tqdm(total=n_steps, disable=not progress, unit="it", leave=False,
+                                   dynamic_ncols=True) as bar:
+        for it in range(start, end):
+            idx = order.indices(it)
+            x, y = train_x[idx], train_y[idx]  # (B, 1, 28, 28), (B,)
+            if cfg.augment:
+                x = augment_batch(x, torch.Generator().manual_seed(cfg.seed * _AUG_STREAM + it))
+            lr = lr_at(it, cfg, horizon)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, bf16):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+            if it % PRINT_EVERY == 0:  # the notebook's progress line: accuracy on this batch after the step
+                model.eval()
+                with torch.no_grad(), autocast(device, bf16):
+                    acc = (model(x).argmax(1) == y).float().mean().item()
+                model.train()
+                say(f"Optimization Iteration: {it + 1:>6}, Training Accuracy: {acc:>6.1%}")
+                _append_metrics(run_dir, {"iteration": it + 1, "train_accuracy": acc, "loss": loss.item(),
+                                          "lr": lr, "elapsed_s": round(time.perf_counter() - t0, 3)})
+            done = it + 1
+            if cfg.eval_every and done % cfg.eval_every == 0:
+                val = evaluate(model, data.validation, bf16)
+                _append_metrics(run_dir, {"iteration": done, "split": "validation", "accuracy": val.accuracy})
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
+                save(done)
+            bar.update(1)
+            if flag.stop:
+                break
+        else:
+            it = end  # loop completed: `it` now counts steps done
+    seconds = time.perf_counter() - t0
+    iterations = it + 1 if flag.stop else end
+    save(iterations)
+    say(f"Time usage: {timedelta(seconds=round(seconds))}")
+    if len(data.validation) and not flag.stop:
+        val = evaluate(model, data.validation, bf16)
+        _append_metrics(run_dir, {"iteration": iterations, "split": "validation", "accuracy": val.accuracy,
+                                  "train_seconds": round(seconds, 3)})
+    return FitResult(model, iterations, seconds, flag.stop, run_dir)
