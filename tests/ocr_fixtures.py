@@ -1,0 +1,215 @@
+"""Synthetic photos and scans of handwritten numbers, for the OCR tests and benchmarks/make_ocr_set.py.
+
+Digits are real handwriting (MNIST images, normally from the test split: writers the networks never saw),
+scaled to a digit height, thickened or thinned like another pen, set side by side (optionally touching),
+then put on paper: ink colour, lighting gradient, shadow, rotation, blur, sensor noise, JPEG compression.
+Every knob is a field of `Style`; nothing else varies.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+MNIST_BOX = 20  # MNIST's digits fill a 20-px box; a Style's height is that box's side on the page
+UPSCALE_THRESHOLD = 0.3  # the ink edge on upscaled MNIST grey levels (faint MNIST strokes are strokes)
+INKS = {  # RGB reflectance of the ink; pencil is lighter and grainy
+    "black": (0.08, 0.08, 0.10),
+    "blue": (0.10, 0.18, 0.55),
+    "pencil": (0.42, 0.42, 0.44),
+}
+PENCIL_GRAIN = 0.35  # pencil strokes lose up to this fraction of their darkness, pixel by pixel
+
+
+@dataclass
+class Style:
+    """How one image is drawn. Lengths in digit heights unless the name says px."""
+
+    height: int = 48  # px: side of MNIST's 20-px box on the page (most digits are this tall)
+    spacing: float = 0.2  # gap between neighbouring digits' boxes
+    touch: tuple[int, ...] = ()  # digit i touches digit i+1 (strokes overlap by touch_px)
+    touch_px: float = 0.03  # overlap of touching strokes
+    pen: float = 1.0  # stroke width, relative to the MNIST writer's
+    ink: str = "black"
+    paper: float = 0.92  # paper brightness
+    gradient: float = 0.0  # lighting falls by this fraction across the page
+    shadow: float = 0.0  # the shadowed part of the page is this much darker (0: no shadow)
+    rotation: float = 0.0  # degrees, counter-clockwise
+    blur_px: float = 0.0  # Gaussian sigma
+    noise: float = 0.0  # sensor noise sigma, in [0, 1] units
+    jpeg_quality: int | None = None  # None: PNG
+    invert: bool = False  # light ink on a dark background
+    margin: float = 0.8  # empty paper around the text (minimum, when a page size is given)
+    line_gap: float = 0.7  # between lines
+    page_px: tuple[int, int] | None = None  # (width, height); None: the text plus margins
+    seed: int = 0  # placement on the page, jitter, grain and noise
+    extra: dict = field(default_factory=dict)  # free notes carried into ground truth
+
+
+def digit_pool(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Indices of each digit's images."""
+    return {d: np.flatnonzero(labels == d) for d in range(10)}
+
+
+def pick_digits(text: str, images: np.ndarray, pool: dict[int, np.ndarray],
+                rng: np.random.Generator) -> list[list[np.ndarray]]:
+    """For each line of `text` (digits and newlines), one random MNIST image per digit."""
+    return [[images[rng.choice(pool[int(c)])] for c in line] for line in text.split("\n")]
+
+
+def digit_ink(image: np.ndarray, height: int, pen: float) -> np.ndarray:
+    """(28, 28) uint8 MNIST digit -> its ink at `height` px per 20-px box, cropped: (h, w) float32 in [0, 1]."""
+    scale = height / MNIST_BOX
+    size = max(1, round(28 * scale))
+    up = cv2.resize(image.astype(np.float32) / 255, (size, size), interpolation=cv2.INTER_CUBIC)
+    mask = (up > UPSCALE_THRESHOLD).astype(np.uint8)
+    radius = round((pen - 1) * 1.1 * scale)  # MNIST's strokes are ~2.2 px of the 20-px box
+    if radius:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(radius) + 1,) * 2)
+        thinner = cv2.erode(mask, k) if radius < 0 else cv2.dilate(mask, k)
+        mask = thinner if thinner.sum() > 0.3 * mask.sum() else mask
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return np.zeros((1, 1), np.float32)
+    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32)
+    return cv2.GaussianBlur(crop, (3, 3), 0.7)  # antialiased edge
+
+
+def set_line(inks: list[np.ndarray], style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Digits side by side, vertically centred with a little jitter; touching pairs share a stroke edge."""
+    h = style.height
+    line_h = int(max(i.shape[0] for i in inks) + 0.2 * h)
+    xs, x = [], 0
+    tops = [int((line_h - i.shape[0]) / 2 + rng.uniform(-0.05, 0.05) * h) for i in inks]
+    tops = [min(max(t, 0), line_h - i.shape[0]) for t, i in zip(tops, inks, strict=True)]
+    for n, ink in enumerate(inks):
+        if n > 0:
+            x = _next_x(inks[n - 1], xs[-1], tops[n - 1], ink, tops[n], style, n - 1 in style.touch, line_h)
+        xs.append(x)
+    width = max(x + i.shape[1] for x, i in zip(xs, inks, strict=True))
+    line = np.zeros((line_h, width), np.float32)
+    for x, top, ink in zip(xs, tops, inks, strict=True):
+        region = line[top:top + ink.shape[0], x:x + ink.shape[1]]
+        np.maximum(region, ink, out=region)
+    return line
+
+
+def _next_x(prev: np.ndarray, prev_x: int, prev_top: int, ink: np.ndarray, top: int, style: Style,
+            touching: bool, line_h: int) -> int:
+    """Left edge of the next digit: a box gap, or for touching pairs the shift where strokes just meet."""
+    if not touching:
+        return prev_x + prev.shape[1] + max(1, round(style.spacing * style.height))
+    right = np.full(line_h, -np.inf)
+    left = np.full(line_h, np.inf)
+    rows_prev = np.arange(prev.shape[0]) + prev_top
+    rows_next = np.arange(ink.shape[0]) + top
+    solid_prev, solid_next = prev > 0.5, ink > 0.5
+    has_p, has_n = solid_prev.any(1), solid_next.any(1)
+    right[rows_prev[has_p]] = prev.shape[1] - 1 - np.argmax(solid_prev[has_p][:, ::-1], 1)
+    left[rows_next[has_n]] = np.argmax(solid_next[has_n], 1)
+    gap = left - right  # per row: how far the next digit's leftmost ink is from the previous one's rightmost
+    both = np.isfinite(gap)
+    if not both.any():
+        return prev_x + prev.shape[1] - round(style.touch_px * style.height)
+    # place the next digit so that the closest rows overlap by touch_px
+    return int(prev_x - gap[both].min() - round(style.touch_px * style.height)) + 1
+
+
+def set_text(lines: list[list[np.ndarray]], style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Lines of MNIST images -> one ink canvas (H, W) float32, left-aligned with a little indent jitter."""
+    rendered = [set_line([digit_ink(d, style.height, style.pen) for d in line], style, rng) for line in lines]
+    gap = round(style.line_gap * style.height)
+    indents = [round(rng.uniform(0, 0.3) * style.height) for _ in rendered]
+    width = max(r.shape[1] + i for r, i in zip(rendered, indents, strict=True))
+    height = sum(r.shape[0] for r in rendered) + gap * (len(rendered) - 1)
+    canvas = np.zeros((height, width), np.float32)
+    y = 0
+    for r, indent in zip(rendered, indents, strict=True):
+        canvas[y:y + r.shape[0], indent:indent + r.shape[1]] = r
+        y += r.shape[0] + gap
+    return canvas
+
+
+def rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate the ink canvas, growing it so nothing is cut off."""
+    if not degrees:
+        return ink
+    h, w = ink.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos) + 2, int(h * cos + w * sin) + 2
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return cv2.warpAffine(ink, m, (nw, nh), flags=cv2.INTER_LINEAR)
+
+
+def place(ink: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray:
+    """The ink canvas on a page (H, W): at a random place with at least the margin around it."""
+    margin = round(style.margin * style.height)
+    h, w = ink.shape
+    if style.page_px is None:
+        pw, ph = w + 2 * margin, h + 2 * margin
+    else:
+        pw, ph = max(style.page_px[0], w + 2 * margin), max(style.page_px[1], h + 2 * margin)
+    x = int(rng.integers(margin, pw - w - margin + 1))
+    y = int(rng.integers(margin, ph - h - margin + 1))
+    page = np.zeros((ph, pw), np.float32)
+    page[y:y + h, x:x + w] = ink
+    return page
+
+
+def lighting(shape: tuple[int, int], style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Paper brightness over the page (H, W): a linear gradient and a soft-edged shadow."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    t = (xx * np.cos(angle) + yy * np.sin(angle)) / max(h, w)
+    t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    light = style.paper * (1 - style.gradient * t)
+    if style.shadow:
+        a2 = rng.uniform(0, 2 * np.pi)
+        s = xx * np.cos(a2) + yy * np.sin(a2)
+        edge = rng.uniform(np.percentile(s, 20), np.percentile(s, 80))
+        softness = rng.uniform(0.02, 0.1) * max(h, w)
+        light = light * (1 - style.shadow / (1 + np.exp((s - edge) / softness)))
+    return light.astype(np.float32)
+
+
+def render(lines: list[list[np.ndarray]], style: Style) -> np.ndarray:
+    """Lines of MNIST images -> an RGB photo (H, W, 3) uint8."""
+    rng = np.random.default_rng(style.seed)
+    ink = place(rotate(set_text(lines, style, rng), style.rotation), style, rng)  # (H, W) coverage
+    ink_rgb = np.array(INKS[style.ink], np.float32)
+    if style.ink == "pencil":
+        ink = ink * (1 - PENCIL_GRAIN * rng.random(ink.shape, dtype=np.float32))
+    light = lighting(ink.shape, style, rng)[..., None]  # (H, W, 1)
+    cover = ink[..., None]
+    if style.invert:  # chalk on a board: light strokes, dark ground
+        img = np.repeat(light * (0.15 + 0.7 * cover), 3, axis=2)  # (H, W, 3)
+    else:
+        img = light * (1 - cover + cover * ink_rgb)  # (H, W, 3)
+    if style.blur_px:
+        img = cv2.GaussianBlur(img, (0, 0), style.blur_px)
+    if style.noise:
+        img = img + rng.normal(0, style.noise, img.shape).astype(np.float32)
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def encode(rgb: np.ndarray, style: Style) -> bytes:
+    """PNG, or JPEG at the style's quality."""
+    buf = io.BytesIO()
+    if style.jpeg_quality is None:
+        Image.fromarray(rgb).save(buf, "PNG", compress_level=1)
+    else:
+        Image.fromarray(rgb).save(buf, "JPEG", quality=style.jpeg_quality)
+    return buf.getvalue()
+
+
+def make_image(text: str, style: Style, images: np.ndarray, labels: np.ndarray) -> bytes:
+    """`text` (digits, newline between lines) written by random MNIST writers, as an encoded image."""
+    rng = np.random.default_rng(style.seed + 1_000_003)
+    return encode(render(pick_digits(text, images, digit_pool(labels), rng), style), style)

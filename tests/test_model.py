@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from digitocr.config import ModelConfig
+from digitocr.model import build_model, count_parameters
+
+
+def np_conv_same(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross-correlation with zero 'SAME' padding, written out with numpy: x (B,C,H,W), w (O,C,k,k)."""
+    k = w.shape[-1]
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    _, _, h, wd = x.shape
+    out = np.zeros((x.shape[0], w.shape[0], h, wd))
+    for dy in range(k):
+        for dx in range(k):
+            patch = xp[:, :, dy:dy + h, dx:dx + wd]  # (B, C, H, W)
+            out += np.einsum("bchw,oc->bohw", patch, w[:, :, dy, dx])
+    return out + b[None, :, None, None]
+
+
+def np_maxpool2(x: np.ndarray) -> np.ndarray:
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+def np_seed_forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    relu = lambda a: np.maximum(a, 0)  # noqa: E731
+    h = relu(np_maxpool2(np_conv_same(x, params["conv1.weight"], params["conv1.bias"])))
+    h = relu(np_maxpool2(np_conv_same(h, params["conv2.weight"], params["conv2.bias"])))
+    h = relu(h.reshape(len(h), -1) @ params["fc1.weight"].T + params["fc1.bias"])
+    return h @ params["fc2.weight"].T + params["fc2.bias"]
+
+
+def test_seed_network_has_the_notebooks_parameter_count():
+    assert count_parameters(build_model(ModelConfig())) == 242_062
+
+
+@pytest.mark.parametrize("arch", ["seed", "best"])
+def test_output_shapes(arch):
+    model = build_model(ModelConfig(arch=arch)).eval()
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    c1, c2 = model.conv_layers(torch.zeros(2, 1, 28, 28))
+    if arch == "seed":
+        assert c1.shape == (2, 16, 14, 14) and c2.shape == (2, 36, 7, 7)
+
+
+def test_forward_equals_plain_numpy_network():
+    torch.manual_seed(3)
+    model = build_model(ModelConfig()).double().eval()
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    params = {k: v.numpy() for k, v in model.state_dict().items()}
+    np.testing.assert_allclose(model(x).detach().numpy(), np_seed_forward(params, x.numpy()),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_init_is_the_notebooks_truncated_normal():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig())
+    w = model.fc1.weight.detach()
+    assert w.abs().max() <= 0.1 + 1e-7  # truncated at two standard deviations
+    assert abs(w.std().item() - 0.05 * 0.88) < 0.003  # a normal truncated at 2 sigma keeps ~0.88 of its std
+    assert torch.all(model.conv1.bias == 0.05)

@@ -1,0 +1,236 @@
+"""The HTTP API: every route, every error, against the real Reader (the bundled seed model)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from digitocr.ocr import Reader
+from digitocr.serve import ServeSettings, create_app
+from digitocr.serve.pool import ReaderPool, ServerBusyError
+
+MODEL = os.environ.get("DIGITOCR_TEST_MODEL", "seed")  # a bundled model unless a test run names another
+SEVEN = [(50, 50), (150, 50), (90, 170)]  # a "7" as one polyline on a 200x200 page
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def drawn(strokes: list[list[tuple[int, int]]], size=(200, 200)) -> bytes:
+    """Dark strokes on white, like the web page's canvas."""
+    img = Image.new("L", size, 255)
+    draw = ImageDraw.Draw(img)
+    for s in strokes:
+        draw.line(s, fill=0, width=14, joint="curve")
+    return png_bytes(img)
+
+
+class SlowReader:
+    """A Reader that takes `delay_s` longer than it needs: to trip the server's time limit."""
+
+    def __init__(self, reader: Reader, delay_s: float):
+        self.reader, self.delay_s = reader, delay_s
+        self.classifier = reader.classifier
+        self.max_bytes, self.max_pixels = reader.max_bytes, reader.max_pixels
+
+    def read(self, image, name=None):
+        time.sleep(self.delay_s)
+        return self.reader.read(image, name=name)
+
+    def classify(self, image):
+        time.sleep(self.delay_s)
+        return self.reader.classify(image)
+
+
+@pytest.fixture(scope="module")
+def reader() -> Reader:
+    return Reader(MODEL, max_bytes=200_000, max_pixels=2_000_000)
+
+
+@pytest.fixture(scope="module")
+def client(reader):
+    with TestClient(create_app(reader)) as c:
+        yield c
+
+
+def test_read_multipart_and_raw_body_agree_with_the_reader(client, reader):
+    png = drawn([SEVEN])
+    by_form = client.post("/v1/read", files={"image": ("seven.png", png, "image/png")})
+    raw = client.post("/v1/read", content=png, headers={"content-type": "image/png"})
+    assert by_form.status_code == raw.status_code == 200
+    assert by_form.json()["text"] == "7"
+    assert by_form.json()["file"] == "seven.png"
+    assert raw.json() == {**by_form.json(), "file": None}
+    assert by_form.json() == reader.read(png, name="seven.png").to_dict()  # the same JSON as `read --json`
+
+
+def test_read_with_crops_returns_what_the_network_saw(client, reader):
+    png = drawn([SEVEN, [(215, 45), (215, 170)]], size=(270, 200))  # "71"
+    body = client.post("/v1/read?crops=1&name=pad.png", content=png).json()
+    result = reader.read(png)
+    assert body["text"] == result.text == "71"
+    assert body["file"] == "pad.png"
+    for entry, crop, probs in zip(body["digits"], result.crops, reader.classifier(result.crops), strict=True):
+        assert entry["digit"] == int(np.argmax(entry["probabilities"]))
+        assert sum(entry["probabilities"]) == pytest.approx(1, abs=1e-4)
+        np.testing.assert_allclose(entry["probabilities"], probs, atol=1e-5)
+        header, data = entry["crop"].split(",", 1)
+        assert header == "data:image/png;base64"
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))), np.float32) / 255
+        assert img.shape == (28, 28)
+        np.testing.assert_allclose(img, crop, atol=1 / 255 + 1e-6)
+
+
+def test_classify_returns_ten_probabilities(client, reader):
+    png = drawn([SEVEN])
+    body = client.post("/v1/classify", files={"image": ("7.png", png, "image/png")}).json()
+    assert body["digit"] == 7
+    assert len(body["probabilities"]) == 10
+    np.testing.assert_allclose(body["probabilities"], reader.classify(png), atol=1e-5)
+    assert body["confidence"] == max(body["probabilities"])
+
+
+def test_models_health_docs_and_page(client):
+    from digitocr.registry import bundled_models, model_card
+
+    models = client.get("/v1/models").json()
+    assert [m["name"] for m in models["models"]] == list(bundled_models())
+    assert all(m["card"] == model_card(m["name"]) for m in models["models"])
+    assert models["serving"]["threads"] == 1
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/read", "/v1/classify", "/v1/models", "/healthz"} <= set(paths)
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+
+
+def assert_error(response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    assert isinstance(message, str) and message
+    for w in words:
+        assert w in message
+
+
+def test_body_over_the_byte_limit_is_413(client):
+    big = b"\x89PNG" + bytes(300_000)
+    assert_error(client.post("/v1/read", content=big), 413, "300,004 bytes", "200,000")
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        for _ in range(40):
+            yield bytes(10_000)
+
+    assert_error(client.post("/v1/read", content=chunks()), 413, "200,000")
+    assert_error(client.post("/v1/read", files={"image": ("big.png", big, "image/png")}), 413)
+
+
+def test_image_over_the_pixel_limit_is_413(client):
+    huge = png_bytes(Image.new("L", (2000, 1500), 255))  # 3 MP of white compresses to a few kB
+    assert len(huge) < 200_000
+    assert_error(client.post("/v1/read", content=huge), 413, "2000x1500", "2,000,000")
+    assert_error(client.post("/v1/classify", content=huge), 413)
+
+
+def test_unsupported_type_is_415(client):
+    assert_error(client.post("/v1/read", content=b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"), 415, "PNG")
+    buf = io.BytesIO()
+    Image.new("L", (16, 16)).save(buf, format="ICO")  # PIL reads it, digitocr does not
+    assert_error(client.post("/v1/read", content=buf.getvalue()), 415)
+
+
+def test_undecodable_or_missing_image_is_400(client):
+    png = drawn([SEVEN])
+    assert_error(client.post("/v1/read", content=png[: len(png) // 2]), 400, "truncated")
+    assert_error(client.post("/v1/read", content=b""), 400, "no image")
+    assert_error(client.post("/v1/read", files={"photo": ("x.png", png, "image/png")}), 400, "'image'")
+    text_field = client.post("/v1/read", data={"image": "not a file"}, files={"note": ("n.txt", b"hi")})
+    assert_error(text_field, 400, "text")
+    assert_error(client.post("/v1/read?crops=maybe", content=png), 400, "crops")
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert_error(client.get("/v2/read"), 404)
+    assert_error(client.get("/v1/read"), 405)
+
+
+def test_slow_reads_time_out_with_504(reader):
+    app = create_app(SlowReader(reader, delay_s=1.0), timeout_s=0.2)
+    with TestClient(app) as c:
+        t0 = time.perf_counter()
+        assert_error(c.post("/v1/read", content=drawn([SEVEN])), 504, "0.2 s")
+        assert time.perf_counter() - t0 < 0.9  # answered at the limit, not when the reader finished
+        assert_error(c.post("/v1/classify", content=drawn([SEVEN])), 504)
+
+
+def test_pool_refuses_work_beyond_its_queue(reader):
+    pool = ReaderPool([SlowReader(reader, delay_s=0.3)], max_waiting=2)
+
+    async def three_at_once():
+        jobs = [pool.run(lambda r: r.classify(drawn([SEVEN])), timeout_s=5) for _ in range(3)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(three_at_once())
+    finally:
+        pool.close()
+    assert sum(isinstance(o, ServerBusyError) for o in outcomes) == 1
+    assert sum(isinstance(o, np.ndarray) for o in outcomes) == 2
+    assert ServerBusyError.http_status == 503
+
+
+def test_settings_build_one_reader_per_thread():
+    app = create_app(ServeSettings(model=MODEL, threads=2, max_bytes=1000))
+    with TestClient(app) as c:
+        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "threads": 2}
+        assert_error(c.post("/v1/read", content=bytes(2000)), 413, "1,000")
+        readers = app.state.pool.readers
+        assert len(readers) == 2 and readers[0].classifier is not readers[1].classifier
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_end_to_end(tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "-m", "digitocr", "serve", "--model", MODEL, "--port", str(port), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert json.load(r)["status"] == "ok"
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "the server did not start within 60 s"
+                time.sleep(0.2)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/read", data=drawn([SEVEN]), method="POST",
+                                     headers={"content-type": "image/png"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.load(r)["text"] == "7"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

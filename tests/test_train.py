@@ -1,0 +1,98 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from digitocr.config import TrainConfig, preset
+from digitocr.data.tensors import BatchOrder
+from digitocr.inference import evaluate
+from digitocr.registry import load_model
+from digitocr.train import CHECKPOINT, fit, lr_at, resume_config
+
+
+def test_batch_order_is_stateless_and_covers_each_epoch():
+    order = BatchOrder(n=10, batch_size=4, seed=1)
+    stream = torch.cat([order.indices(i) for i in range(5)])  # 20 positions = two epochs
+    assert sorted(stream[:10].tolist()) == list(range(10)) and sorted(stream[10:].tolist()) == list(range(10))
+    assert torch.equal(BatchOrder(10, 4, 1).indices(3), order.indices(3))  # no hidden state
+    assert not torch.equal(BatchOrder(10, 4, 2).indices(0), order.indices(0))
+
+
+def test_onecycle_schedule_warms_up_then_anneals():
+    cfg = preset("fast")
+    lrs = [lr_at(s, cfg, 100) for s in range(100)]
+    peak = int(np.argmax(lrs))
+    assert lrs[0] < cfg.lr and abs(max(lrs) - cfg.lr) < 1e-12 and 0 < peak < 99
+    assert lrs[-1] < lrs[0] and all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:], strict=False))
+
+
+def test_loss_falls_on_a_small_batch(synthetic_dataset):
+    cfg = TrainConfig(iterations=60, batch_size=32, lr=1e-3, precision="fp32", validation_size=0)
+    model = fit(cfg, data=synthetic_dataset, progress=False, quiet=True).model
+    assert evaluate(model, synthetic_dataset.test).accuracy > 0.9  # chance is 0.1
+
+
+def _weights(run_dir):
+    return load_model(run_dir).model.state_dict()
+
+
+def test_resume_equals_one_unbroken_run(tmp_path, synthetic_dataset):
+    """The notebook's cumulative optimize(): 100 then 900 iterations == 1000 at once, bitwise in fp32."""
+    base = dict(batch_size=16, precision="fp32", checkpoint_every=0, seed=5)
+    fit(TrainConfig(iterations=1000, **base), tmp_path / "once", synthetic_dataset, progress=False, quiet=True)
+    fit(TrainConfig(iterations=100, **base), tmp_path / "split", synthetic_dataset, progress=False, quiet=True)
+    cfg = resume_config(tmp_path / "split", {"iterations": 900})
+    result = fit(cfg, tmp_path / "split", synthetic_dataset, progress=False, quiet=True)
+    assert result.iterations == 1000
+    once, split = _weights(tmp_path / "once"), _weights(tmp_path / "split")
+    for k in once:
+        torch.testing.assert_close(split[k], once[k], rtol=0, atol=1e-6)
+
+
+def test_run_folder_records_config_metrics_environment(tmp_path, synthetic_dataset):
+    fit(TrainConfig(iterations=150, batch_size=16, seed=3), tmp_path, synthetic_dataset, progress=False,
+        quiet=True)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["seed"] == 3 and cfg["model"]["num_filters2"] == 36 and cfg["schedule_iterations"] == 150
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics if "train_accuracy" in m] == [1, 101]
+    assert metrics[-1]["split"] == "validation"
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
+
+
+def test_changing_the_recipe_of_a_run_is_refused(tmp_path, synthetic_dataset):
+    from digitocr.errors import DigitocrError
+
+    fit(TrainConfig(iterations=5, batch_size=16), tmp_path, synthetic_dataset, progress=False, quiet=True)
+    with pytest.raises(DigitocrError, match="lr"):
+        resume_config(tmp_path, {"lr": 0.5})
+
+
+def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path, synthetic_dir):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "digitocr", "train", "--run", str(run), "--data-dir", str(synthetic_dir),
+           "--validation-size", "100", "--iterations", "100000", "--batch-size", "16", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:  # wait until training is under way
+        if "Optimization Iteration:    101" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint saved" in out
+    loaded = load_model(run)
+    assert 101 <= loaded.iterations < 100_000
+
+
+@pytest.mark.slow
+def test_seed_recipe_reaches_90_percent_after_1000_iterations(mnist):
+    """The notebook reached 92.7% after 1,000 iterations."""
+    result = fit(preset("seed", iterations=1000), data=mnist, progress=False, quiet=True)
+    assert evaluate(result.model, mnist.test).accuracy >= 0.90
