@@ -2,8 +2,8 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import synthetic_split, write_dataset_dir
 
+from conftest import synthetic_split, write_dataset_dir
 from digitocr.constants import DATASETS, SPLIT_FILES
 from digitocr.data import datasets
 from digitocr.data.datasets import ensure_files, load_dataset, resolve_dataset_name, split_validation
@@ -30,7 +30,7 @@ def test_custom_idx_dataset_from_data_dir(synthetic_dir):
 def test_image_label_count_mismatch_is_reported(tmp_path):
     write_dataset_dir(tmp_path, synthetic_split(20, 0), synthetic_split(10, 1), compress=True)
     write_idx(tmp_path / (SPLIT_FILES["test_labels"] + ".gz"), np.zeros(9, np.uint8), compress=True)
-    with pytest.raises(DigitocrError, match="10 images but .* 9 labels"):
+    with pytest.raises(DigitocrError, match=r"10 images but .* 9 labels"):
         load_dataset(None, tmp_path, validation_size=5)
 
 

@@ -12,7 +12,7 @@ from digitocr.config import TrainConfig, preset
 from digitocr.data.tensors import BatchOrder
 from digitocr.inference import evaluate
 from digitocr.registry import load_model
-from digitocr.train import CHECKPOINT, fit, lr_at, resume_config
+from digitocr.train import fit, lr_at, resume_config
 
 
 def test_batch_order_is_stateless_and_covers_each_epoch():

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .constants import NUM_CLASSES
 from .data.datasets import Split
 from .data.tensors import images_to_tensor
 from .metrics import accuracy, confusion_matrix
@@ -29,7 +30,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, bf16: bool = False,
         for i in range(0, len(x), batch_size):
             out.append(model(x[i:i + batch_size].to(device, non_blocking=True)).float())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 10)
+    return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
 @dataclass

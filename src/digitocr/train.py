@@ -19,12 +19,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import augment_batch
-from .checkpoint import atomic_write_text, model_from_tensors, optimizer_state, read_checkpoint, save_checkpoint
+from .checkpoint import model_from_tensors, optimizer_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .constants import IMAGE_SIZE, PRINT_EVERY
 from .data.datasets import Dataset, load_dataset
 from .data.tensors import BatchOrder, images_to_tensor
 from .errors import DigitocrError
+from .fsutil import atomic_write_text
 from .inference import evaluate
 from .model import build_model
 from .runtime import autocast, environment, resolve_device, set_threads, use_bf16
@@ -158,7 +159,8 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model).to(device)
         start, opt_state = 0, None
-        cfg = dataclasses.replace(cfg, schedule_iterations=cfg.schedule_iterations or n_steps)
+        if cfg.schedule_iterations is None:
+            cfg = dataclasses.replace(cfg, schedule_iterations=n_steps)
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -168,7 +170,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     optimizer = make_optimizer(model, cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
-    horizon = cfg.schedule_iterations or n_steps
+    horizon = cfg.schedule_iterations if cfg.schedule_iterations is not None else n_steps
 
     def save(iterations: int) -> None:
         if run_dir is None:

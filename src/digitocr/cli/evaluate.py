@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", default=None, help="an IDX images file to evaluate instead of a split")
     p.add_argument("--labels", default=None, help="the IDX labels file that goes with --images")
     p.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime runs the model's ONNX export, made once and cached (default: torch)")
     add_data_args(p)
     add_compute_args(p)
     p.set_defaults(handler=run)
@@ -35,24 +37,31 @@ def load_eval_split(args: argparse.Namespace):
         images, labels = read_idx(args.images), read_idx(args.labels)
         check_pair(images, labels, args.images, args.labels)
         if images.shape[1:] != (28, 28):
-            raise DigitocrError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+            raise DigitocrError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]}, "
+                                "expected 28x28")
         return "Images", Split(images.astype("uint8"), labels.astype("int64"))
     return SPLIT_TITLES[args.split], load_data_for(args).split(args.split)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference import evaluate
     from ..metrics import format_confusion
     from ..registry import load_model
     from ..runtime import resolve_device, set_threads, use_bf16
-    from ..inference import evaluate
 
     set_threads(args.threads)
     device = resolve_device(args.device or "cpu")
     loaded = load_model(args.model, device)
     title, split = load_eval_split(args)
-    result = evaluate(loaded.model, split, use_bf16(args.precision or "auto", device))
+    if args.backend == "onnxruntime":
+        from ..export import OnnxClassifier, evaluate_onnx
+
+        result = evaluate_onnx(OnnxClassifier.from_model(args.model, args.threads), split)
+    else:
+        result = evaluate(loaded.model, split, use_bf16(args.precision or "auto", device))
     if args.json:
-        print(json.dumps({"model": str(loaded.path), "split": args.split if args.images is None else args.images,
+        split_name = args.split if args.images is None else args.images
+        print(json.dumps({"model": str(loaded.path), "split": split_name,
                           "accuracy": result.accuracy, "correct": result.correct, "total": result.total,
                           "iterations": loaded.iterations, "images_per_s": round(result.images_per_s),
                           "confusion": result.confusion.tolist()}))

@@ -30,6 +30,7 @@ from ..constants import (
     SPLIT_FILES,
 )
 from ..errors import DigitocrError
+from ..fsutil import atomic_write_bytes
 from .idx import check_pair, inflate, parse_idx, read_file_bytes
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,14 @@ def _find_in_dir(directory: Path, name: str) -> Path | None:
     return None
 
 
-def _store(data: bytes, dest: Path) -> None:
-    """Write verified bytes into the cache atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, dest)
-
-
-def _try_local(directory: Path, name: str, digest: str) -> bytes | None:
+def _try_local(directory: Path, name: str, digest: str, warn: bool = True) -> bytes | None:
     path = _find_in_dir(directory, name)
     if path is None:
         return None
     data = read_file_bytes(path)
     if sha256_bytes(data) != digest:
-        log.warning("%s: SHA-256 does not match the known %s file; ignoring it", path, name)
+        if warn:
+            log.warning("%s: SHA-256 does not match the known %s file; ignoring it", path, name)
         return None
     return data
 
@@ -184,7 +177,7 @@ def ensure_files(dataset: str = "mnist", data_dir: str | os.PathLike | None = No
                     f"could not fetch {dataset} ({name}) from any source: put the four files {files} "
                     f"(raw or .gz) in {target} or pass --data-dir DIR"
                 )
-            _store(data, target / name)
+            atomic_write_bytes(target / name, data)
     return target
 
 
@@ -239,6 +232,6 @@ def resolve_dataset_name(dataset: str | None, data_dir: str | None) -> str | Non
         return "mnist"
     digests = DATASETS["mnist"]["sha256"]
     for name, digest in digests.items():
-        if _try_local(Path(data_dir), name, digest) is None:
+        if _try_local(Path(data_dir), name, digest, warn=False) is None:
             return None
     return "mnist"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DigitocrError
+from ..fsutil import atomic_write_bytes
 
 # IDX type codes -> big-endian numpy dtypes.
 IDX_DTYPES = {
@@ -116,15 +116,7 @@ def write_idx(path: str | os.PathLike, arr: np.ndarray, compress: bool = False) 
     data = encode_idx(arr)
     if compress:
         data = gzip.compress(data, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:

@@ -1,0 +1,140 @@
+"""How well and how fast the Reader reads a generated OCR set (make_ocr_set.py), plus UCI optdigits.
+
+    python benchmarks/ocr_accuracy.py --set /tmp/ocr_set2 --model best --threads 1
+
+Prints Markdown tables: per-digit accuracy (Levenshtein alignment against the truth), whole-text exact match
+and images/s per category, and the accuracy of scikit-learn's 8x8 optdigits through the same framing path
+(Reader.classify) next to a naive resize-and-pad baseline. Fails (exit 1) when a --check target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+# The issue's targets: (category, measure, minimum).
+TARGETS = [("isolated", "exact", 0.993), ("number", "exact", 0.97), ("touching", "exact", 0.90),
+           ("photo8", "images_per_s", 50.0)]
+OPTDIGITS_UPSAMPLE = 4  # 8x8 -> 32x32 (bicubic) before framing
+OPTDIGITS_MAX = 16.0
+
+
+def aligned_correct(truth: str, pred: str) -> int:
+    """Digits of `truth` matched by `pred` in an optimal (Levenshtein) alignment."""
+    t, p = truth.replace("\n", ""), pred.replace("\n", "").replace(" ", "")
+    # dp[i][j] = (edits, -matches) for t[:i] vs p[:j]
+    prev = [(j, 0) for j in range(len(p) + 1)]
+    for i in range(1, len(t) + 1):
+        cur = [(i, 0)]
+        for j in range(1, len(p) + 1):
+            same = t[i - 1] == p[j - 1]
+            diag = (prev[j - 1][0] + (not same), prev[j - 1][1] - same)
+            cur.append(min(diag, (prev[j][0] + 1, prev[j][1]), (cur[j - 1][0] + 1, cur[j - 1][1])))
+        prev = cur
+    return -prev[-1][1]
+
+
+def read_set(reader, folder: Path, failures: list | None = None) -> dict[str, dict[str, float]]:
+    """Per category: images, exact-match rate, digit accuracy, images/s (bytes in memory -> text)."""
+    truth = json.loads((folder / "truth.json").read_text())["images"]
+    stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for item in truth:
+        data = (folder / item["file"]).read_bytes()
+        t0 = time.perf_counter()
+        text = reader.read(data, name=item["file"]).text
+        seconds = time.perf_counter() - t0
+        if failures is not None and text != item["text"]:
+            failures.append((item["file"], item["category"], item["text"], text))
+        for key in (item["category"], "all"):
+            s = stats[key]
+            s["images"] += 1
+            s["exact"] += text == item["text"]
+            s["digits"] += len(item["text"].replace("\n", ""))
+            s["correct_digits"] += aligned_correct(item["text"], text)
+            s["seconds"] += seconds
+    return {k: {"images": int(s["images"]), "exact": s["exact"] / s["images"],
+                "digit_accuracy": s["correct_digits"] / s["digits"], "images_per_s": s["images"] / s["seconds"]}
+            for k, s in stats.items()}
+
+
+def optdigits(reader) -> dict[str, float]:
+    """Accuracy on the 1,797 UCI 8x8 digits: the reader's framing path vs a naive resize to 20x20 + pad."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = data.images.astype(np.float32) / OPTDIGITS_MAX  # (1797, 8, 8), ink bright
+    side = 8 * OPTDIGITS_UPSAMPLE
+    framed = np.stack([reader.classify(cv2.resize(im, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1))
+                       for im in images])
+    naive = np.zeros((len(images), 28, 28), np.float32)
+    naive[:, 4:24, 4:24] = [cv2.resize(im, (20, 20), interpolation=cv2.INTER_LINEAR) for im in images]
+    naive_pred = reader.classifier(naive).argmax(1)
+    return {"framed": float((framed.argmax(1) == data.target).mean()),
+            "naive": float((naive_pred == data.target).mean()), "n": len(images)}
+
+
+def markdown(results: dict, opt: dict | None, model: str) -> str:
+    order = ["isolated", "number", "touching", "multiline", "long", "inverted", "photo8", "all"]
+    rows = ["| category | images | exact match | digit accuracy | images/s |", "|---|---:|---:|---:|---:|"]
+    for k in [c for c in order if c in results]:
+        r = results[k]
+        rows.append(f"| {k} | {r['images']} | {r['exact']:.2%} | {r['digit_accuracy']:.2%} | "
+                    f"{r['images_per_s']:.0f} |")
+    text = f"Model: `{model}`\n\n" + "\n".join(rows)
+    if opt:
+        text += (f"\n\n| optdigits (UCI, 8x8, n={opt['n']}) | accuracy |\n|---|---:|\n"
+                 f"| naive: resize to 20x20, pad to 28x28 | {opt['naive']:.2%} |\n"
+                 f"| reader's framing (x{OPTDIGITS_UPSAMPLE} bicubic, then Reader.classify) | {opt['framed']:.2%} |")
+    return text
+
+
+def missed_targets(results: dict) -> list[str]:
+    missed = []
+    for category, measure, minimum in TARGETS:
+        value = results.get(category, {}).get(measure)
+        if value is not None and value < minimum:
+            missed.append(f"{category} {measure} {value:.4g} < {minimum}")
+    return missed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", required=True, help="folder written by make_ocr_set.py")
+    p.add_argument("--model", default="best", help="model spec (default: best)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--no-optdigits", action="store_true", help="skip the optdigits table (default: run it)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed (default: off)")
+    p.add_argument("--failures", action="store_true", help="list the misread images (default: off)")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file (default: none)")
+    args = p.parse_args()
+
+    from digitocr.ocr import Reader
+
+    torch.set_num_threads(args.threads)
+    reader = Reader(args.model)
+    reader.read(np.zeros((28, 28), np.uint8))  # warm-up: the first call pays for lazy initialisation
+    failures: list = []
+    results = read_set(reader, Path(args.set), failures)
+    opt = None if args.no_optdigits else optdigits(reader)
+    print(markdown(results, opt, args.model))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "set": args.set, "results": results,
+                                               "optdigits": opt}, indent=1))
+    if args.failures:
+        for f in failures:
+            print("misread:", *(repr(x) for x in f))
+    missed = missed_targets(results)
+    for m in missed:
+        print(f"target missed: {m}")
+    return 1 if missed and args.check else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

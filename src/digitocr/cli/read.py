@@ -1,0 +1,142 @@
+"""digitocr read: the digits and numbers in photos, scans, screenshots and drawings, one line per file."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+from .common import positive_int
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+EXIT_SOME_FAILED = 1  # a batch where some files could not be read (each reported on stderr)
+GLOB_CHARS = "*?["
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..imageio import DEFAULT_MAX_PIXELS
+    from ..ocr import DEFAULT_MIN_CONFIDENCE
+
+    p = sub.add_parser("read", help="read digits and numbers from images (PNG, JPEG, BMP, TIFF, WebP, GIF)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images or glob patterns")
+    p.add_argument("--model", default="best",
+                   help="bundled model name, run folder or checkpoint file (default: best)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
+    p.add_argument("--debug-dir", default=None,
+                   help="write an overlay PNG and the network's 28x28 crops per image here (default: none)")
+    p.add_argument("--min-confidence", type=_probability, default=DEFAULT_MIN_CONFIDENCE,
+                   help=f"digits less certain than this read as '?' (default: {DEFAULT_MIN_CONFIDENCE})")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images before decoding them (default: {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for many files (default: shown)")
+    p.set_defaults(handler=run)
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def expand_inputs(args: list[str]) -> tuple[list[Path], bool]:
+    """Image paths from files, folders and globs; and whether this is a batch (errors don't stop it)."""
+    from ..errors import DigitocrError
+
+    paths: list[Path] = []
+    batch = len(args) > 1
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            batch = True
+            paths += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists() and any(c in arg for c in GLOB_CHARS):
+            batch = True
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise DigitocrError(f"{arg}: no files match")
+            paths += matches
+        else:
+            paths.append(path)
+    return paths, batch
+
+
+def format_line(result, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(result.to_dict())
+    return f"{result.file}\t{result.text.replace(chr(10), chr(92) + 'n')}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..errors import DigitocrError
+    from ..ocr import Reader
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
+    paths, batch = expand_inputs(args.images)
+    reader = Reader(args.model, backend=args.backend, min_confidence=args.min_confidence,
+                    max_pixels=args.max_pixels)
+    debug_dir = Path(args.debug_dir) if args.debug_dir else None
+    failed = 0
+    bar = tqdm(paths, desc="reading", unit="image", file=sys.stderr, disable=args.no_progress or len(paths) < 2)
+    for path in bar:
+        try:
+            result = reader.read(path, debug=debug_dir is not None)
+        except DigitocrError as e:
+            if not batch:
+                raise
+            failed += 1
+            bar.write(f"digitocr read: error: {e}", file=sys.stderr)
+            continue
+        print(format_line(result, args.json), flush=True)
+        if debug_dir is not None:
+            write_debug(result, debug_dir, path.stem)
+    if failed:
+        print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else 0
+
+
+def write_debug(result, out_dir: Path, stem: str) -> None:
+    """STEM_overlay.png (boxes, digits, confidences on the page) and STEM_crops/NN_D.png (what the net saw)."""
+    import cv2
+    import numpy as np
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_dir / f"{stem}_overlay.png"), overlay(result))
+    crops_dir = out_dir / f"{stem}_crops"
+    crops_dir.mkdir(exist_ok=True)
+    for n, (crop, digit) in enumerate(zip(result.crops, result.digits, strict=True)):
+        cv2.imwrite(str(crops_dir / f"{n:02d}_{digit.digit}.png"), np.round(crop * 255).astype(np.uint8))
+
+
+OVERLAY_COLOUR = (0, 160, 0)  # BGR: confident digits
+LOW_COLOUR = (0, 0, 220)  # BGR: digits below --min-confidence
+
+
+def overlay(result):
+    """The page as the reader saw it (BGR uint8), with each digit's box, class and confidence."""
+    import cv2
+    import numpy as np
+
+    page = result.page
+    grey = np.round(page.pixels * 255).astype(np.uint8)
+    img = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    s = page.scale
+    for d in result.digits:
+        x, y, w, h = (round(v * s) for v in d.box)
+        colour = LOW_COLOUR if d.low_confidence else OVERLAY_COLOUR
+        thick = max(1, round(h / 30))
+        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), colour, thick)
+        font = max(0.3, h / 60)
+        cv2.putText(img, f"{d.digit} {d.confidence:.2f}", (x, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                    font, colour, thick, cv2.LINE_AA)
+    return img

@@ -1,0 +1,207 @@
+"""Decode what users send (a path, bytes or an array) into one grey image, refusing oversized input early.
+
+Every reader of images (CLI, Python API, HTTP server) comes through `load_grey`, so the limits hold for all:
+the byte count is checked before reading, the pixel count from the header before decoding, and huge
+images are decoded straight to a reduced working size (JPEG's DCT scaling, else an area resize).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .constants import PIXEL_MAX
+from .errors import ImageError, ImageTooLargeError, UnsupportedImageError
+
+DEFAULT_MAX_PIXELS = 25_000_000  # 20-megapixel photos plus a margin
+DEFAULT_MAX_BYTES = 100 * 2**20  # an uncompressed 25-megapixel RGB TIFF/BMP still fits
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "MPO")  # MPO: multi-picture JPEG from phones
+FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
+ALPHA_OPAQUE = 0.5  # pixels at least this opaque decide whether the ink is light or dark
+UINT16_MAX = 65535.0
+# ITU-R 601 luma, as PIL's convert("L") uses: blue ink stays darker than the paper.
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+
+
+@dataclass
+class GreyImage:
+    """A decoded image: `pixels` (H, W) float32 in [0, 1], maybe reduced from the original (W0, H0)."""
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]  # (width, height) as stored in the file
+    name: str
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per original pixel (1.0 unless decoded at a reduced size)."""
+        return self.pixels.shape[1] / self.original_size[0]
+
+
+def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+              max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int | None = None) -> GreyImage:
+    """Any supported image -> grey, at most `work_pixels` pixels (None: full size).
+
+    Raises ImageTooLargeError above `max_bytes` / `max_pixels`, UnsupportedImageError for other file types
+    and ImageError for empty, truncated or undecodable data; every message names the image.
+    """
+    if isinstance(image, np.ndarray):
+        label = name or "array"
+        grey = array_to_grey(image, label)
+        check_pixels(grey.shape[1], grey.shape[0], max_pixels, label)
+        original = (grey.shape[1], grey.shape[0])
+        return GreyImage(_reduce(grey, work_pixels), original, label)
+    data, label = read_bytes(image, name, max_bytes)
+    return decode_bytes(data, label, max_pixels, work_pixels)
+
+
+def read_bytes(image: ImageInput, name: str | None, max_bytes: int) -> tuple[bytes, str]:
+    """(the encoded bytes, a name for messages), with the size checked before the file is read."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        data, label = bytes(image), name or "image"
+    elif isinstance(image, str | os.PathLike):
+        path = Path(image)
+        label = name or str(path)
+        data = _read_file(path, label, max_bytes)
+    else:
+        raise ImageError(f"{name or 'image'}: expected a path, bytes or a numpy array, got {type(image).__name__}")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{label}: {len(data):,} bytes is more than the limit of {max_bytes:,}")
+    if not data:
+        raise ImageError(f"{label}: the file is empty (0 bytes)")
+    return data, label
+
+
+def _read_file(path: Path, label: str, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ImageError(f"{label}: is a directory, not an image")
+        if size > max_bytes:
+            raise ImageTooLargeError(f"{label}: {size:,} bytes is more than the limit of {max_bytes:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{label}: cannot read it ({e.strerror or e})") from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int, label: str) -> None:
+    if width < 1 or height < 1:
+        raise ImageError(f"{label}: the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"{label}: {width}x{height} is {width * height:,} pixels, more than the limit "
+                                 f"of {max_pixels:,}")
+
+
+def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | None = None) -> GreyImage:
+    """Encoded bytes -> grey; the header's size is checked before any pixel is decoded."""
+    _raise_pil_limit(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+            if img.format not in SUPPORTED_FORMATS:
+                raise UnsupportedImageError(f"{label}: {img.format} images are not supported; "
+                                            f"send {FORMAT_NAMES}")
+            check_pixels(img.width, img.height, max_pixels, label)
+            original = img.size
+            if work_pixels and img.format in ("JPEG", "MPO") and original[0] * original[1] > work_pixels:
+                ratio = (work_pixels / (original[0] * original[1])) ** 0.5
+                img.draft("L", (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
+            img.seek(0)  # GIF, TIFF, WebP: the first frame
+            grey = pil_to_grey(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"{label}: the image claims more pixels than the limit of {max_pixels:,} "
+                                 "(a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(f"{label}: not an image digitocr can read; send {FORMAT_NAMES}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{label}: cannot decode the image, it may be truncated or corrupt ({e})") from None
+    return GreyImage(_reduce(grey, work_pixels), original, label)
+
+
+def _raise_pil_limit(max_pixels: int) -> None:
+    """PIL's bomb guard must not fire below our own limit (we check the header ourselves first)."""
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def pil_to_grey(img: Image.Image) -> np.ndarray:
+    """A PIL image in any mode -> (H, W) float32 in [0, 1]; transparency is composited (see _composite)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        a = np.asarray(img, dtype=np.float32)
+        top = UINT16_MAX if a.max() > PIXEL_MAX else PIXEL_MAX
+        return np.clip(a / top, 0, 1) if img.mode != "F" else _normalise_float(a)
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        la = np.asarray(img.convert("LA"), dtype=np.float32) / PIXEL_MAX  # (H, W, 2)
+        return _composite(la[..., 0], la[..., 1])
+    return np.asarray(img.convert("L"), dtype=np.float32) / PIXEL_MAX
+
+
+def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Drawings on a transparent canvas: put the strokes on a backdrop of the opposite brightness."""
+    opaque = alpha >= ALPHA_OPAQUE
+    if not opaque.any():
+        return np.ones_like(lum)
+    backdrop = 0.0 if lum[opaque].mean() > 0.5 else 1.0
+    return lum * alpha + backdrop * (1 - alpha)
+
+
+def _normalise_float(a: np.ndarray) -> np.ndarray:
+    a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if a.min() >= 0 and a.max() <= 1:
+        return a
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def array_to_grey(a: np.ndarray, label: str = "array") -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, any numeric dtype -> (H, W) float32 in [0, 1]."""
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        channels = a.shape[2]
+    elif a.ndim == 2:
+        channels = 0
+    else:
+        raise ImageError(f"{label}: expected an (H, W) or (H, W, 1|3|4) array, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"{label}: the image has no pixels ({a.shape[1]}x{a.shape[0]})")
+    f = _to_unit(a)
+    if channels in (0, 1):
+        return f.reshape(a.shape[:2])
+    grey = f[..., :3] @ LUMA  # (H, W)
+    return _composite(grey, f[..., 3]) if channels == 4 else grey
+
+
+def _to_unit(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / PIXEL_MAX
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / UINT16_MAX
+    if np.issubdtype(a.dtype, np.integer):
+        return np.clip(a.astype(np.float32) / PIXEL_MAX, 0, 1)
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.nan_to_num(a.astype(np.float32))
+        return a if a.max(initial=0) <= 1 else np.clip(a / PIXEL_MAX, 0, 1)
+    raise ImageError(f"array of dtype {a.dtype} is not an image")
+
+
+def _reduce(grey: np.ndarray, work_pixels: int | None) -> np.ndarray:
+    """Area-average down to at most `work_pixels` pixels, keeping the aspect ratio."""
+    h, w = grey.shape
+    if not work_pixels or h * w <= work_pixels:
+        return np.ascontiguousarray(grey, dtype=np.float32)
+    ratio = (work_pixels / (h * w)) ** 0.5
+    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+    return cv2.resize(grey.astype(np.float32, copy=False), size, interpolation=cv2.INTER_AREA)

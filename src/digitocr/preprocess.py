@@ -1,0 +1,227 @@
+"""Any grey image -> ink map, and one digit's ink -> the MNIST frame the networks were trained on.
+
+MNIST digits are white on black, their strokes antialiased from a binary image, the longest side scaled to
+20 px (aspect kept) and the centre of mass put at the centre of a 28x28 field. `ink_map` finds the ink on
+photos and scans (background flattening, polarity, threshold); `frame_digit` recreates MNIST's framing,
+including its typical stroke width. CLI, Python API and web page all go through these two functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .constants import IMAGE_SIZE, PIXEL_MAX
+
+# --- MNIST's framing (measured on the training split by `mnist_stroke_stats`, see tests) ---
+BOX = 20  # longest side of the digit inside the 28x28 field
+HI_RES = 4  # strokes are binarised and thickened at 4x the 20-px box, then area-averaged down (antialiasing)
+HI_BOX = BOX * HI_RES
+MNIST_CENTRE = (14.5, 14.5)  # MNIST's mean centre of mass (row, col), pixel centres at index + 0.5
+MNIST_STROKE_RANGE = (1.9, 2.8)  # interquartile stroke width in the 20-px box; widths outside are pulled in
+MIN_STROKE_FRACTION = 0.5  # never erode away more than this fraction of a digit's ink
+
+# --- finding ink on a page ---
+SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level (the image is probably one digit)
+BG_SIDE = 128  # the background is estimated on a copy this long ...
+BG_KERNEL_FRACTION = 0.25  # ... by a median filter this fraction of its long side: wider than any stroke
+BG_FLOOR = 0.05  # darkest paper we divide by (no blow-up in black corners)
+MIN_INK_CONTRAST = 0.12  # ink is at least this much darker than its paper (fraction of the paper level)
+NOISE_SIGMAS = 4.0  # ...and this many noise standard deviations
+MAD_TO_SIGMA = 1.4826
+NOISY = 0.04  # noise sigma (contrast units) above which the image is smoothed before thresholding
+NEIGHBOURHOOD = 7  # Otsu looks at candidate ink pixels and paper within this many pixels of them
+MIN_INK_PIXELS = 4  # fewer candidate pixels than this: a blank image
+STATS_PIXELS = 250_000  # polarity and noise are measured on a strided sample of about this many pixels
+HYSTERESIS = 0.6  # pixels above this fraction of the threshold count as ink where they join a stroke
+
+
+@dataclass
+class InkMap:
+    """Where the ink is: `ink` (H, W) float32, 0 = paper, 0.5 = stroke edge, 1 = solid stroke."""
+
+    ink: np.ndarray
+    dark_ink: bool  # the original had dark ink on light paper
+    threshold: float  # contrast (fraction of the paper level) that made 0.5
+
+    @property
+    def mask(self) -> np.ndarray:
+        return (self.ink >= 0.5).astype(np.uint8)  # (H, W) 1 = ink
+
+
+def ink_map(grey: np.ndarray) -> InkMap:
+    """(H, W) grey in [0, 1] -> ink map: flatten the lighting, pick the polarity, threshold the contrast."""
+    background = estimate_background(grey)  # (H, W)
+    step = max(1, int(np.ceil((grey.size / STATS_PIXELS) ** 0.5)))  # statistics on a strided sample
+    dark = dark_ink(grey[::step, ::step] - background[::step, ::step])
+    if not dark:
+        grey, background = 1.0 - grey, 1.0 - background
+    contrast = np.clip((background - grey) / np.maximum(background, BG_FLOOR), 0, 1)  # (H, W)
+    sigma = noise_sigma(contrast[::step, ::step])
+    if sigma > NOISY:
+        contrast = cv2.GaussianBlur(contrast, (3, 3), 0)
+        sigma = noise_sigma(contrast[::step, ::step])
+    threshold = ink_threshold(contrast, sigma)
+    if threshold is None:
+        return InkMap(np.zeros_like(contrast), dark, 1.0)
+    ink = np.clip(contrast * (0.5 / threshold), 0, 1)
+    return InkMap(hysteresis(ink, max(HYSTERESIS * 0.5, 0.5 * NOISE_SIGMAS * sigma / threshold)), dark, threshold)
+
+
+def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
+    """Faint stroke pixels (ink >= low) touching solid ones (>= 0.5) become stroke edge (0.5): no broken strokes."""
+    if low >= 0.5:
+        return ink
+    weak = (ink >= low).astype(np.uint8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    solid = np.zeros(n, bool)
+    solid[labels[ink >= 0.5]] = True
+    solid[0] = False
+    joined = solid[labels] & (ink < 0.5)  # (H, W)
+    ink[joined] = 0.5
+    return ink
+
+
+def estimate_background(grey: np.ndarray) -> np.ndarray:
+    """The paper's brightness everywhere: a large median on a reduced copy, resized back. (H, W) float32."""
+    h, w = grey.shape
+    if max(h, w) <= SMALL_IMAGE_SIDE:
+        return np.full_like(grey, float(np.median(grey)))
+    f = BG_SIDE / max(h, w)
+    small_size = (max(1, round(w * f)), max(1, round(h * f)))
+    small = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
+    small8 = np.clip(small * PIXEL_MAX + 0.5, 0, PIXEL_MAX).astype(np.uint8)
+    k = int(BG_SIDE * BG_KERNEL_FRACTION) | 1
+    bg = cv2.medianBlur(small8, k).astype(np.float32) / PIXEL_MAX
+    bg = cv2.GaussianBlur(bg, (5, 5), 0)  # the median is blocky; ink halos stay small
+    return cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def noise_sigma(values: np.ndarray) -> float:
+    """Robust noise level of the (mostly paper) values: median absolute deviation, as a sigma."""
+    med = float(np.median(values))
+    return MAD_TO_SIGMA * float(np.median(np.abs(values - med)))
+
+
+def dark_ink(diff: np.ndarray) -> bool:
+    """Is the ink darker than the paper? Ink is the strong minority on one side of the background."""
+    sigma = noise_sigma(diff)
+    floor = max(MIN_INK_CONTRAST / 2, NOISE_SIGMAS * sigma)
+    dark = np.clip(-diff - floor, 0, None).sum()
+    light = np.clip(diff - floor, 0, None).sum()
+    return bool(dark >= light)
+
+
+def ink_threshold(contrast: np.ndarray, sigma: float) -> float | None:
+    """Otsu's threshold between strokes and the paper around them, or None if there is no ink."""
+    floor = max(MIN_INK_CONTRAST, NOISE_SIGMAS * sigma)
+    candidates = (contrast > floor).astype(np.uint8)
+    if int(candidates.sum()) < MIN_INK_PIXELS:
+        return None
+    near = cv2.dilate(candidates, np.ones((NEIGHBOURHOOD, NEIGHBOURHOOD), np.uint8)).astype(bool)
+    values = np.clip(contrast[near] * PIXEL_MAX, 0, PIXEL_MAX).astype(np.uint8)
+    otsu, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return max(floor, float(otsu) / PIXEL_MAX)
+
+
+# --- one digit -> the MNIST frame ---
+
+
+def frame_digit(ink: np.ndarray) -> np.ndarray:
+    """(h, w) ink of one digit (0.5 = stroke edge, any size) -> (28, 28) float32 in [0, 1], MNIST-framed."""
+    box = ink_box(ink >= 0.5)
+    if box is None:
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    x, y, w, h = box
+    mask = hi_res_mask(ink[y:y + h, x:x + w])  # (~h*s, ~w*s) uint8, longest side HI_BOX
+    mask = normalise_stroke(mask)
+    return centre_in_field(downsample(mask))
+
+
+def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the nonzero pixels, or None."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def hi_res_mask(ink: np.ndarray) -> np.ndarray:
+    """Resize the ink so its longest side is HI_BOX px and binarise it, padded for thickening. uint8 0/1."""
+    h, w = ink.shape
+    s = HI_BOX / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    hi = cv2.resize(ink.astype(np.float32), size, interpolation=interp)
+    mask = (hi >= 0.5).astype(np.uint8)
+    if not mask.any():  # a speck thinner than a hi-res pixel
+        mask[mask.shape[0] // 2, mask.shape[1] // 2] = 1
+    pad = HI_BOX // 4
+    return cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary image (uint8 0/1), in pixels: ink area over half its outline's length."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return float(2 * mask.sum() / perimeter) if perimeter > 0 else 0.0
+
+
+def normalise_stroke(mask: np.ndarray) -> np.ndarray:
+    """Thicken or thin strokes so that, in the 20-px box, they are as wide as MNIST's (hi-res uint8 0/1)."""
+    width = stroke_width(mask) / HI_RES  # in 20-px-box pixels
+    target = float(np.clip(width, *MNIST_STROKE_RANGE))
+    radius = round((target - width) * HI_RES / 2)
+    if radius == 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(radius) + 1, 2 * abs(radius) + 1))
+    if radius > 0:
+        return cv2.dilate(mask, kernel)
+    thinned = cv2.erode(mask, kernel)
+    return thinned if thinned.sum() >= MIN_STROKE_FRACTION * mask.sum() else mask
+
+
+def downsample(mask: np.ndarray) -> np.ndarray:
+    """Hi-res binary digit -> grey digit whose longest side is 20 px (area-averaged, as MNIST was made)."""
+    x, y, w, h = ink_box(mask)
+    crop = mask[y:y + h, x:x + w].astype(np.float32)
+    s = BOX / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)  # (<=20, <=20)
+
+
+def centre_in_field(digit: np.ndarray) -> np.ndarray:
+    """Place a (<=20, <=20) grey digit in 28x28 with its centre of mass at MNIST's."""
+    h, w = digit.shape
+    total = float(digit.sum())
+    rows, cols = np.arange(h) + 0.5, np.arange(w) + 0.5
+    cy = float(digit.sum(1) @ rows) / total if total > 0 else h / 2
+    cx = float(digit.sum(0) @ cols) / total if total > 0 else w / 2
+    top = int(np.clip(round(MNIST_CENTRE[0] - cy), 0, IMAGE_SIZE - h))
+    left = int(np.clip(round(MNIST_CENTRE[1] - cx), 0, IMAGE_SIZE - w))
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    out[top:top + h, left:left + w] = digit
+    return out
+
+
+def frame_digits(inks: list[np.ndarray]) -> np.ndarray:
+    """A list of ink crops -> (N, 28, 28) float32 batch for one classifier call."""
+    if not inks:
+        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    return np.stack([frame_digit(i) for i in inks])
+
+
+def mnist_stroke_stats(images: np.ndarray) -> dict[str, float]:
+    """Stroke width quartiles (20-px box) and mean centre of mass of MNIST digits, to check the constants."""
+    widths, centres = [], []
+    for img in images:
+        g = img.astype(np.float32) / PIXEL_MAX
+        x, y, w, h = ink_box(g >= 0.5)
+        widths.append(stroke_width(hi_res_mask(g[y:y + h, x:x + w])) / HI_RES)
+        rows, cols = np.arange(IMAGE_SIZE) + 0.5, np.arange(IMAGE_SIZE) + 0.5
+        centres.append((g.sum(1) @ rows / g.sum(), g.sum(0) @ cols / g.sum()))
+    q1, med, q3 = np.percentile(widths, [25, 50, 75])
+    cy, cx = np.mean(centres, 0)
+    return {"q1": float(q1), "median": float(med), "q3": float(q3), "centre_row": float(cy), "centre_col": float(cx)}

@@ -1,0 +1,287 @@
+"""Page -> digit glyphs in reading order: connected components, cleaned, merged, grouped into lines.
+
+`find_glyphs` takes an ink map (preprocess.ink_map) and returns lines of glyphs, each glyph one candidate
+digit with its own ink. Components that are too wide for one digit are left whole here; `split_options`
+proposes ways to cut them, and the reader lets the classifier's confidence choose (`choose_split`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .preprocess import InkMap, stroke_width
+
+Box = tuple[int, int, int, int]  # x, y, w, h in working-image pixels
+
+# --- cleaning (sizes relative to the typical digit height of the page) ---
+SIGNIFICANT_AREA = 0.3  # components with this fraction of the largest one's area set the digit height
+SPECK_SIZE = 0.4  # a glyph shorter than this fraction of the digit height is not a digit
+MIN_SPECK_PIXELS = 3  # ...and any component this small
+DOT_SIZE = 0.08  # pieces smaller than this fraction of the digit height are noise even before merging
+RULE_ASPECT = 6.0  # a line this many times longer than thick ...
+RULE_THICKNESS = 0.5  # ... and thinner than this fraction of the digit height is a ruled line
+TALL_RULE = 2.0  # a vertical stroke taller than this many digit heights is a rule, not a 1
+FRAME_SPAN = 0.9  # a component spanning this fraction of both image sides ...
+FRAME_FILL = 0.15  # ... with less ink than this fraction of its box is a frame around the page
+BORDER_BLOB = 0.25  # a component touching the image edge and covering this much of it is background
+
+# --- merging broken strokes (the bar of a 5 or 7, dotted strokes) ---
+FRAGMENT_HEIGHT = 0.75  # one piece is shorter than this many digit heights (two full digits are two digits)
+MERGE_MAX_HEIGHT = 1.35  # together they are at most this many digit heights tall ...
+MERGE_MAX_WIDTH = 1.3  # ... and wide; and either stacked:
+MERGE_OVERLAP = 0.3  # overlapping horizontally by this fraction of the narrower piece ...
+MERGE_GAP = 0.3  # ... with a vertical gap under this fraction of the digit height; or small and near:
+SMALL_FRAGMENT = 0.5  # a piece flatter than this fraction of the digit height (no digit is) ...
+NEAR = 0.1  # ... within this fraction of the digit height of the other
+
+# --- lines ---
+LINE_OVERLAP = 0.4  # vertical overlap with the line's last glyph, as a fraction of the shorter one
+LINE_REACH = 4.0  # a glyph further right than this many heights starts a new line
+SPACE_GAP = 1.0  # a gap wider than this many line heights is a space
+
+# --- splitting touching digits ---
+SPLIT_ASPECT = 0.8  # a glyph wider than this many line heights may be several digits
+PART_ASPECT = 0.25  # the narrowest part a cut may leave, in line heights
+MAX_PARTS = 5
+CUTS_PER_POSITION = 2  # candidate cuts tried near each expected position
+CUT_FREE = 1.5  # a cut through up to this many stroke widths of ink costs nothing (touching digits meet
+CUT_WEIGHT = 0.5  # briefly); each stroke width more costs this much log-odds
+WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
+WIDE_SIGMA = 0.2  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
+LOG_P_TOUCH = -0.5  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
+SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
+
+
+@dataclass
+class Glyph:
+    """One candidate digit: its box and its own ink (other components' pixels are zero)."""
+
+    box: Box
+    ink: np.ndarray  # (h, w) float32, 0.5 = stroke edge
+    cut: float = 0.0  # for a part of a split glyph: ink the cut on its left crossed, in stroke widths
+
+    def __repr__(self) -> str:
+        return f"Glyph(box={self.box})"
+
+
+def find_glyphs(ink: InkMap) -> list[list[Glyph]]:
+    """Ink map -> lines (top to bottom) of glyphs (left to right)."""
+    labels, stats = label_components(ink.mask)
+    keep = drop_noise(stats, ink.mask.shape)
+    groups = merge_fragments(stats, keep, digit_height(stats[keep]))
+    glyphs = [make_glyph(ink.ink, labels, stats, ids) for ids in groups]
+    height = digit_height(np.array([g.box for g in glyphs]).reshape(-1, 4), area=False)
+    glyphs = [g for g in glyphs if g.box[3] >= SPECK_SIZE * height]
+    return group_lines(glyphs)
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected components: labels (H, W) int32 and stats (n, 5) [x, y, w, h, area], background dropped."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    stats = stats.copy()
+    stats[0] = 0  # label 0 is the paper
+    return labels, stats
+
+
+def digit_height(stats: np.ndarray, area: bool = True) -> float:
+    """Typical digit height: the median height of the significant components (rows [x, y, w, h, area?])."""
+    if len(stats) == 0:
+        return 0.0
+    size = stats[:, 4] if area else stats[:, 2] * stats[:, 3]
+    significant = stats[size >= SIGNIFICANT_AREA * size.max()]
+    return float(np.median(significant[:, 3]))
+
+
+def drop_noise(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Indices of components that may be digits: no specks, rules, frames or background blobs."""
+    H, W = shape
+    x, y, w, h, area = stats.T
+    alive = area >= MIN_SPECK_PIXELS
+    touches = (x == 0) | (y == 0) | (x + w == W) | (y + h == H)
+    alive &= ~(touches & (w * h >= BORDER_BLOB * H * W) & (alive.sum() > 1))
+    alive &= ~((w >= FRAME_SPAN * W) & (h >= FRAME_SPAN * H) & (area < FRAME_FILL * w * h) & (alive.sum() > 1))
+    height = digit_height(stats[alive]) if alive.any() else 0.0
+    flat_rule = (w >= RULE_ASPECT * h) & (h < RULE_THICKNESS * height)
+    tall_rule = (h >= RULE_ASPECT * w) & (h > TALL_RULE * height)
+    alive &= ~(flat_rule | tall_rule)
+    alive &= np.maximum(w, h) >= DOT_SIZE * height
+    return np.flatnonzero(alive)
+
+
+def merge_fragments(stats: np.ndarray, keep: np.ndarray, height: float) -> list[list[int]]:
+    """Group the kept components so that the pieces of one broken digit are one group (union-find)."""
+    parent = {int(i): int(i) for i in keep}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    boxes = {int(i): stats[i, :4].astype(int) for i in keep}
+    order = sorted(parent, key=lambda i: -stats[i, 4])  # big pieces first: fragments join their body
+    for a, b in itertools.combinations(order, 2):
+        ra, rb = root(a), root(b)
+        if ra != rb and _belong_together(boxes[ra], boxes[rb], height):
+            parent[rb] = ra
+            boxes[ra] = _union(boxes[ra], boxes[rb])
+    groups: dict[int, list[int]] = {}
+    for i in parent:
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _belong_together(a: np.ndarray, b: np.ndarray, height: float) -> bool:
+    """Two pieces of one digit: stacked (not side by side), close, and together no taller than a digit."""
+    if min(a[3], b[3]) >= FRAGMENT_HEIGHT * height:
+        return False  # two full-height pieces are two digits
+    h_overlap = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    v_overlap = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    merged_h = max(a[1] + a[3], b[1] + b[3]) - min(a[1], b[1])
+    merged_w = max(a[0] + a[2], b[0] + b[2]) - min(a[0], b[0])
+    if merged_h > MERGE_MAX_HEIGHT * height or merged_w > MERGE_MAX_WIDTH * height:
+        return False
+    stacked = h_overlap >= MERGE_OVERLAP * min(a[2], b[2]) and -v_overlap < MERGE_GAP * height
+    small = min(a[3], b[3]) < SMALL_FRAGMENT * height  # a flat piece: a bar, a dot, a serif
+    near = h_overlap > -NEAR * height and v_overlap > -NEAR * height
+    return stacked or (small and near)
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def make_glyph(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int]) -> Glyph:
+    """The glyph of a group of components: their joint box, and only their pixels' ink."""
+    box = stats[ids[0], :4].astype(int)
+    for i in ids[1:]:
+        box = _union(box, stats[i, :4].astype(int))
+    x, y, w, h = (int(v) for v in box)
+    own = np.isin(labels[y:y + h, x:x + w], ids)  # (h, w)
+    return Glyph((x, y, w, h), np.where(own, ink[y:y + h, x:x + w], 0).astype(np.float32))
+
+
+def group_lines(glyphs: list[Glyph]) -> list[list[Glyph]]:
+    """Chain glyphs left to right into lines (each overlapping the previous one vertically); top to bottom."""
+    lines: list[list[Glyph]] = []
+    for g in sorted(glyphs, key=lambda g: g.box[0] + g.box[2] / 2):
+        best, best_overlap = None, 0.0
+        for line in lines:
+            overlap = _line_overlap(line[-1].box, g.box)
+            if overlap > best_overlap:
+                best, best_overlap = line, overlap
+        if best is not None and best_overlap >= LINE_OVERLAP:
+            best.append(g)
+        else:
+            lines.append([g])
+    return sorted(lines, key=lambda line: float(np.median([g.box[1] + g.box[3] / 2 for g in line])))
+
+
+def _line_overlap(prev: Box, box: Box) -> float:
+    """Vertical overlap as a fraction of the shorter box; 0 when too far to the right."""
+    if box[0] - (prev[0] + prev[2]) > LINE_REACH * max(prev[3], box[3]):
+        return 0.0
+    overlap = min(prev[1] + prev[3], box[1] + box[3]) - max(prev[1], box[1])
+    return max(0.0, overlap / min(prev[3], box[3]))
+
+
+def line_height(line: list[Glyph]) -> float:
+    return float(np.median([g.box[3] for g in line]))
+
+
+def spaces_before(line: list[Glyph]) -> list[bool]:
+    """For each glyph, whether a wide gap (a space) separates it from the previous one."""
+    height = line_height(line)
+    gaps = [0] + [b.box[0] - (a.box[0] + a.box[2]) for a, b in itertools.pairwise(line)]
+    return [gap > SPACE_GAP * height for gap in gaps]
+
+
+# --- touching digits ---
+
+
+def split_options(glyph: Glyph, height: float) -> list[list[Glyph]]:
+    """Ways to read a glyph: itself, and if it is wide, cuts into 2..MAX_PARTS parts at thin junctions."""
+    options = [[glyph]]
+    w = glyph.box[2]
+    if w <= SPLIT_ASPECT * height:
+        return options
+    mask = (glyph.ink >= 0.5).astype(np.uint8)
+    profile = _column_profile(mask) / max(stroke_width(mask), 1.0)  # (w,) in stroke widths
+    most = min(MAX_PARTS, int(w / (PART_ASPECT * height)))
+    for parts in range(2, most + 1):
+        for cuts in _cut_sets(profile, parts, int(PART_ASPECT * height)):
+            options.append(cut_glyph(glyph, cuts, profile))
+    return options
+
+
+def _column_profile(mask: np.ndarray) -> np.ndarray:
+    """Ink per column, lightly smoothed: (w,) float32."""
+    profile = mask.sum(0).astype(np.float32)
+    return np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+
+
+def _cut_sets(profile: np.ndarray, parts: int, min_part: int) -> list[tuple[int, ...]]:
+    """Combinations of cut columns: near each expected position, the lowest points of the profile."""
+    w = len(profile)
+    step = w / parts
+    per_cut = []
+    for i in range(1, parts):
+        lo, hi = max(int(i * step - 0.4 * step), min_part), min(int(i * step + 0.4 * step) + 1, w - min_part)
+        if hi <= lo:
+            return []
+        window = np.arange(lo, hi)
+        best = [int(c) for c in window[np.argsort(profile[lo:hi], kind="stable")]]
+        chosen = best[:1]
+        for c in best[1:]:  # a second candidate, away from the first
+            if len(chosen) < CUTS_PER_POSITION and abs(c - chosen[0]) > step / 4:
+                chosen.append(c)
+        per_cut.append(chosen)
+    return [c for c in itertools.product(*per_cut) if all(b - a >= min_part for a, b in itertools.pairwise(c))]
+
+
+def cut_glyph(glyph: Glyph, cuts: tuple[int, ...], profile: np.ndarray) -> list[Glyph]:
+    """Cut a glyph at these columns; each part keeps its main strokes and loses slivers of its neighbours."""
+    x, y, _, _ = glyph.box
+    edges = [0, *cuts, glyph.ink.shape[1]]
+    parts = []
+    for a, b in itertools.pairwise(edges):
+        part = _drop_slivers(glyph.ink[:, a:b])
+        rows = np.flatnonzero(part.any(1))
+        if rows.size == 0:
+            rows = np.array([0, part.shape[0] - 1])
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        cut = float(profile[a]) if a > 0 else 0.0
+        parts.append(Glyph((x + a, y + top, b - a, bottom - top), part[top:bottom], cut))
+    return parts
+
+
+def _drop_slivers(ink: np.ndarray) -> np.ndarray:
+    mask = (ink >= 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 2:
+        return ink
+    area = stats[1:, 4]
+    small = np.flatnonzero(area < SLIVER * area.max()) + 1
+    return np.where(np.isin(labels, small), 0, ink).astype(np.float32)
+
+
+def option_score(parts: list[Glyph], confidences: np.ndarray, height: float) -> float:
+    """Log-odds of a reading: the classifier's confidence in each part, a prior on widths and on touching."""
+    aspects = np.array([max(p.box[2], 1) / max(height, 1) for p in parts])
+    too_wide = np.maximum(np.log(aspects / WIDE_ASPECT), 0) / WIDE_SIGMA
+    log_prior = -0.5 * too_wide**2
+    cut_cost = CUT_WEIGHT * sum(max(0.0, p.cut - CUT_FREE) for p in parts)
+    log_p = np.log(np.maximum(confidences, 1e-6))
+    return float(np.sum(log_p + log_prior) + LOG_P_TOUCH * (len(parts) - 1) - cut_cost)
+
+
+def choose_split(options: list[list[Glyph]], confidences: list[np.ndarray], height: float) -> int:
+    """Index of the best-scoring option."""
+    scores = [option_score(p, c, height) for p, c in zip(options, confidences, strict=True)]
+    return int(np.argmax(scores))

@@ -1,0 +1,116 @@
+"""The app factory: a model loaded once, a pool of readers, JSON errors, the API routes and the page.
+
+`create_app(settings)` loads the model itself; `create_app(reader)` serves a Reader you already have (tests,
+notebooks). Nothing is loaded at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import DigitocrError
+from .limits import BodyLimit
+from .pool import ReaderPool
+from .routes import STATIC_DIR, router
+from .settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_readers(settings: ServeSettings) -> list[Any]:
+    """One Reader per inference thread, each with its own network, all with the server's image limits."""
+    from ..classifier import TorchClassifier
+    from ..ocr import Reader
+    from ..registry import load_model
+
+    threads = settings.inference_threads()
+    if settings.backend == "onnxruntime":
+        from ..export import OnnxClassifier
+
+        classifiers = [OnnxClassifier.from_model(settings.model, threads=1) for _ in range(threads)]
+    elif settings.backend == "torch":
+        import torch
+
+        torch.set_num_threads(1)  # parallelism comes from the pool's threads, one core each
+        classifiers = [TorchClassifier(load_model(settings.model)) for _ in range(threads)]
+    else:
+        raise DigitocrError(f"--backend {settings.backend!r}: choose torch or onnxruntime")
+    limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes)
+    return [Reader(model=c, **limits) for c in classifiers]
+
+
+def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
+    """The server for a ServeSettings (default: defaults), or for a Reader (or a list of Readers, one per
+    inference thread) you already have. `overrides` replace settings fields, e.g. timeout_s=0.5."""
+    if reader_or_settings is None or isinstance(reader_or_settings, ServeSettings):
+        settings = dataclasses.replace(reader_or_settings or ServeSettings(), **overrides)
+        readers = build_readers(settings)
+    else:
+        readers = list(reader_or_settings) if isinstance(reader_or_settings, list | tuple) \
+            else [reader_or_settings]
+        first, defaults = readers[0], ServeSettings()
+        name = getattr(getattr(first, "classifier", None), "name", "custom")
+        settings = dataclasses.replace(defaults, model=str(name), threads=len(readers),
+                                       max_bytes=getattr(first, "max_bytes", defaults.max_bytes),
+                                       max_pixels=getattr(first, "max_pixels", defaults.max_pixels))
+        settings = dataclasses.replace(settings, **overrides)
+    return build_app(settings, ReaderPool(readers, settings.max_waiting))
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `serve --workers N`: each worker process reads the settings from the environment."""
+    return create_app(ServeSettings.from_env())
+
+
+def build_app(settings: ServeSettings, pool: ReaderPool) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        pool.close()
+
+    app = FastAPI(title="digitocr", version=__version__, lifespan=lifespan,
+                  description="Read handwritten digits from photos, scans and drawings.")
+    app.state.settings = settings
+    app.state.pool = pool
+    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    add_error_handlers(app)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error is {"error": "one sentence"} with a fitting status; no tracebacks leave the server."""
+
+    @app.exception_handler(DigitocrError)
+    async def _user_error(request: Request, exc: DigitocrError) -> JSONResponse:
+        return error_response(exc.http_status, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(500, "internal server error; the server log has the details")

@@ -1,0 +1,99 @@
+"""End to end through digitocr.cli.main, on the synthetic IDX dataset (no network)."""
+
+import json
+
+import pytest
+
+from digitocr.cli import main
+
+
+def run_cli(capsys, *args):
+    """(exit code, stdout, stderr), whether the error came from argparse (SystemExit) or from the command."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, synthetic_dir):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--run", str(run), "--data-dir", str(synthetic_dir), "--validation-size", "100",
+                 "--iterations", "120", "--batch-size", "32", "--lr", "0.001", "--no-progress"]) == 0
+    return run
+
+
+def test_train_prints_the_notebooks_lines_and_continues(capsys, trained_run, synthetic_dir):
+    code, out, _ = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir,
+                           "--iterations", "100", "--no-progress")
+    assert code == 0
+    assert "Continuing" in out
+    assert "Optimization Iteration:    201, Training Accuracy:" in out  # continues at 121..220
+    assert "Time usage: 0:00:" in out and "(220 iterations)" in out
+    code, out, _ = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir,
+                           "--until", "220", "--no-progress")
+    assert code == 0 and "(220 iterations)" in out  # --until is idempotent
+
+
+def test_evaluate_text_and_json(capsys, trained_run, synthetic_dir):
+    code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run, "--data-dir", synthetic_dir,
+                           "--validation-size", "100")
+    assert code == 0 and out.startswith("Accuracy on Test-Set: ") and "/ 200)" in out
+    code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run, "--data-dir", synthetic_dir, "--json",
+                           "--split", "validation", "--validation-size", "100")
+    result = json.loads(out)
+    assert result["total"] == 100 and result["iterations"] >= 120
+    assert sum(map(sum, result["confusion"])) == 100 and result["correct"] == round(result["accuracy"] * 100)
+
+
+def test_evaluate_any_idx_pair(capsys, trained_run, synthetic_dir):
+    code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run,
+                           "--images", synthetic_dir / "t10k-images-idx3-ubyte",
+                           "--labels", synthetic_dir / "t10k-labels-idx1-ubyte", "--json")
+    assert code == 0 and json.loads(out)["total"] == 200
+
+
+def test_summary_prints_layer_table(capsys):
+    code, out, _ = run_cli(capsys, "summary")
+    assert code == 0 and "(36, 7, 7)" in out and "(1764)" in out and "242,062" in out
+
+
+def _assert_one_line_error(code, err, needle):
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err and needle in err, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--iterations", "-3"], "must be 0 or more"),
+    (["train", "--lr", "fast"], "expected a number"),
+    (["train", "--preset", "nope"], "invalid choice"),
+    (["evaluate", "--model", "/no/such/model"], "no such run folder"),
+    (["evaluate", "--split", "everything"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, args, needle):
+    code, _, err = run_cli(capsys, *args)
+    _assert_one_line_error(code, err, needle)
+
+
+def test_bad_files_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic_dir):
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_bytes(b"not a checkpoint at all")
+    code, _, err = run_cli(capsys, "evaluate", "--model", bogus)
+    _assert_one_line_error(code, err, "not a valid safetensors")
+    broken = tmp_path / "images"
+    broken.write_bytes((synthetic_dir / "t10k-images-idx3-ubyte").read_bytes()[:1000])
+    code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--images", broken,
+                           "--labels", synthetic_dir / "t10k-labels-idx1-ubyte")
+    _assert_one_line_error(code, err, "truncated")
+    code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--images", broken)
+    _assert_one_line_error(code, err, "go together")
+    code, _, err = run_cli(capsys, "train", "--run", tmp_path / "r", "--data-dir", tmp_path / "missing")
+    _assert_one_line_error(code, err, "not a directory")
+
+
+def test_run_of_another_recipe_is_not_silently_changed(capsys, trained_run, synthetic_dir):
+    code, _, err = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir, "--lr", "0.5")
+    _assert_one_line_error(code, err, "start a new --run")
