@@ -197,13 +197,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its children (uvicorn's worker processes)."""
-    pids, total = [pid], 0
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (uvicorn's worker processes)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
+    return [pid] + ([int(p) for p in children.read_text().split()] if children.exists() else [])
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children."""
+    total = 0
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -255,6 +270,7 @@ def http_benchmark(args: argparse.Namespace) -> int:
     scenarios = {"single": good_payloads(photos(mnist, 1, PHOTOS_PER_KIND, seed=1), "single"),
                  "page": good_payloads(photos(mnist, PAGE_DIGITS, PHOTOS_PER_KIND, seed=2), "page")}
     bad = bad_payloads(photos(mnist, 1, 1, seed=3)[0][0]) if args.bad else []
+    load_before = os.getloadavg()[0]
     port = free_port()
     proc = start_server(args, port)
     sampler = RssSampler(proc.pid)
@@ -264,15 +280,16 @@ def http_benchmark(args: argparse.Namespace) -> int:
         for name in args.scenarios.split(","):
             good = scenarios[name]
             asyncio.run(run_clients(port, good, [], min(args.clients, 8), 60, WARMUP_REQUESTS // 8 + 1))
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), tree_cpu_s(proc.pid)
             tally = asyncio.run(run_clients(port, good, bad, args.clients, args.duration, args.max_requests))
-            seconds = time.perf_counter() - t0
+            seconds, cpu_s = time.perf_counter() - t0, tree_cpu_s(proc.pid) - cpu0
             ok = tally.latencies.get(name, [])
             bad_ok = sum(len(v) for k, v in tally.latencies.items() if k.startswith("bad:"))
             errors = sum(tally.errors.values())
             failed |= errors > 0
+            total = sum(len(v) for v in tally.latencies.values()) + errors
             rows.append((name, len(ok) / seconds, percentile_ms(ok, 50), percentile_ms(ok, 99), len(ok),
-                         bad_ok, errors, seconds))
+                         bad_ok, errors, 1000 * cpu_s / max(total, 1)))
             for key, n in sorted(tally.errors.items()):
                 print(f"  error x{n}: {key}", file=sys.stderr)
     finally:
@@ -283,15 +300,15 @@ def http_benchmark(args: argparse.Namespace) -> int:
     print(f"\n`digitocr serve --model {args.model} --backend {args.backend} --workers {args.workers}"
           f"{f' --threads {args.threads}' if args.threads else ''}`, {args.clients} clients, "
           f"{args.duration:g} s per scenario, {BAD_FRACTION:.0%} bad requests mixed in; "
-          f"{platform.node() or 'this machine'}: {os.cpu_count()} CPUs, load average before "
-          f"{os.getloadavg()[0]:.1f}\n")
+          f"{platform.node() or 'this machine'}: {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after\n")
     print("| scenario | good reads/s | p50 ms | p99 ms | good | bad (all 4xx as expected) | errors | "
-          "server peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, rps, p50, p99, n, bad_ok, errors, _ in rows:
+          "server CPU ms / request | server peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, rps, p50, p99, n, bad_ok, errors, cpu_ms in rows:
         label = "1 digit" if name == "single" else f"{PAGE_DIGITS}-digit page"
         print(f"| {label} | {rps:,.0f} | {p50:.1f} | {p99:.1f} | {n:,} | {bad_ok:,} | {errors} | "
-              f"{sampler.peak / 2**20:,.0f} MiB |")
+              f"{cpu_ms:.2f} | {sampler.peak / 2**20:,.0f} MiB |")
     return 1 if failed else 0
 
 

@@ -8,8 +8,11 @@ Every knob is a field of `Style`; nothing else varies.
 
 from __future__ import annotations
 
+import functools
 import io
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -213,3 +216,56 @@ def make_image(text: str, style: Style, images: np.ndarray, labels: np.ndarray) 
     """`text` (digits, newline between lines) written by random MNIST writers, as an encoded image."""
     rng = np.random.default_rng(style.seed + 1_000_003)
     return encode(render(pick_digits(text, images, digit_pool(labels), rng), style), style)
+
+
+# --- for the tests: a small trained model and digits it reads with confidence ---
+
+TEST_MODEL_ITERATIONS = 250  # "fast" preset steps: ~97% on MNIST, a few seconds on one core
+EASY_PER_CLASS = 8  # the test pool keeps each class's most confidently read MNIST test images
+
+
+@functools.cache
+def mnist_test():
+    """MNIST's test split from the digitocr cache (tests skip when it is not there)."""
+    from digitocr.data.datasets import load_dataset
+
+    return load_dataset("mnist", progress=False).test
+
+
+@functools.cache
+def test_model_dir() -> Path:
+    """A tiny model, trained once and kept in the data cache (so later test runs only load it)."""
+    import torch
+
+    from digitocr.config import preset
+    from digitocr.data.datasets import cache_root
+    from digitocr.train import fit
+
+    run = cache_root() / "test-models" / f"ocr-fast-{TEST_MODEL_ITERATIONS}"
+    if (run / "checkpoint.safetensors").exists():
+        return run
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="ocr-model-", dir=run.parent if run.parent.exists() else None))
+    fit(preset("fast", iterations=TEST_MODEL_ITERATIONS, threads=1, checkpoint_every=0), tmp, progress=False,
+        quiet=True)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(run)  # atomic: a parallel session either sees the whole model or trains its own
+    except OSError:
+        return tmp
+    return run
+
+
+@functools.cache
+def easy_digits(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels): per class the MNIST test images the model reads most confidently after framing."""
+    from digitocr.classifier import load_classifier
+    from digitocr.preprocess import frame_digits
+
+    test = mnist_test()
+    images, labels = test.images[:2000], test.labels[:2000]
+    probs = load_classifier(str(model_dir))(frame_digits(list(images.astype(np.float32) / 255)))
+    right = probs[np.arange(len(labels)), labels]
+    keep = np.concatenate([np.flatnonzero(labels == d)[np.argsort(-right[labels == d])[:EASY_PER_CLASS]]
+                           for d in range(10)])
+    return images[keep], labels[keep]

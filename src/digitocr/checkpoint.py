@@ -61,7 +61,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
     if rng_state is not None:
         tensors[f"{RNG}torch"] = rng_state
     header = {META_KEY: json.dumps(meta)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=header))
+    try:
+        atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=header))
+    except (OSError, SafetensorError) as e:  # disk full, read-only folder: the old checkpoint is untouched
+        reason = getattr(e, "strerror", None) or str(e).rsplit(": ", 1)[-1]
+        raise DigitocrError(f"{path}: cannot write checkpoint ({reason}); the previous checkpoint is intact") from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

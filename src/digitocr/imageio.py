@@ -114,8 +114,8 @@ def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | No
                                             f"send {FORMAT_NAMES}")
             check_pixels(img.width, img.height, max_pixels, label)
             original = img.size
-            if work_pixels and img.format in ("JPEG", "MPO") and original[0] * original[1] > work_pixels:
-                ratio = (work_pixels / (original[0] * original[1])) ** 0.5
+            if img.format in ("JPEG", "MPO"):  # decode straight to grey, at 1/2, 1/4, 1/8 size when huge
+                ratio = min(1.0, (work_pixels or img.width * img.height) / (img.width * img.height)) ** 0.5
                 img.draft("L", (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
             img.seek(0)  # GIF, TIFF, WebP: the first frame
             grey = pil_to_grey(img)

@@ -26,7 +26,7 @@ from .preprocess import frame_digit, frame_digits, ink_map
 from .segment import Glyph, choose_split, find_glyphs, line_height, spaces_before, split_options
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
-COARSE_SIDE = 400  # a first look at this size estimates the digits' height ...
+COARSE_SIDE = 256  # a first look at this size estimates the digits' height ...
 TARGET_HEIGHT = 40  # ... and pages whose digits are taller are read at the scale that makes them this tall
 DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
 LOW_CONFIDENCE_MARK = "?"

@@ -34,7 +34,7 @@ MAD_TO_SIGMA = 1.4826
 NOISY = 0.04  # noise sigma (contrast units) above which the image is smoothed before thresholding
 NEIGHBOURHOOD = 7  # Otsu looks at candidate ink pixels and paper within this many pixels of them
 MIN_INK_PIXELS = 4  # fewer candidate pixels than this: a blank image
-STATS_PIXELS = 250_000  # polarity and noise are measured on a strided sample of about this many pixels
+STATS_PIXELS = 50_000  # polarity and noise are measured on a strided sample of about this many pixels
 HYSTERESIS = 0.6  # pixels above this fraction of the threshold count as ink where they join a stroke
 
 

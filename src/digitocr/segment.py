@@ -45,7 +45,7 @@ SPACE_GAP = 1.0  # a gap wider than this many line heights is a space
 
 # --- splitting touching digits ---
 SPLIT_ASPECT = 0.8  # a glyph wider than this many line heights may be several digits
-PART_ASPECT = 0.25  # the narrowest part a cut may leave, in line heights
+PART_ASPECT = 0.35  # the narrowest part a cut may leave, in line heights
 MAX_PARTS = 5
 CUTS_PER_POSITION = 2  # candidate cuts tried near each expected position
 CUT_FREE = 1.5  # a cut through up to this many stroke widths of ink costs nothing (touching digits meet

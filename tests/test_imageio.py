@@ -1,0 +1,122 @@
+"""imageio: every supported format decodes to the same grey image; bad input fails with the right error."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitocr.errors import ImageError, ImageTooLargeError, UnsupportedImageError
+from digitocr.imageio import array_to_grey, load_grey
+
+LOSSLESS = ["PNG", "BMP", "TIFF", "GIF"]
+LOSSY = ["JPEG", "WEBP"]
+
+
+def gradient(h: int = 40, w: int = 60) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", LOSSLESS + LOSSY)
+def test_formats_decode_to_the_same_grey(fmt):
+    g = gradient()
+    got = load_grey(encode(Image.fromarray(g), fmt)).pixels
+    tolerance = 0.02 if fmt in LOSSLESS else 0.06
+    assert got.shape == g.shape and got.dtype == np.float32
+    assert np.abs(got - g / 255).mean() < tolerance
+
+
+def test_colour_uses_luma_so_blue_ink_stays_dark():
+    rgb = np.full((10, 10, 3), 235, np.uint8)
+    rgb[3:7, 3:7] = (25, 45, 140)  # blue ballpoint
+    grey = load_grey(encode(Image.fromarray(rgb), "PNG")).pixels
+    assert grey[5, 5] < 0.3 < 0.85 < grey[0, 0]
+
+
+def test_gif_first_frame():
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert load_grey(buf.getvalue()).pixels.max() < 0.1
+
+
+def test_transparent_canvas_gets_a_contrasting_backdrop():
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[5:15, 9:11] = (0, 0, 0, 255)  # black stroke on a transparent canvas
+    grey = load_grey(encode(Image.fromarray(rgba), "PNG")).pixels
+    assert grey[10, 10] < 0.1 and grey[0, 0] > 0.9
+    rgba[5:15, 9:11] = (255, 255, 255, 255)  # white stroke on a transparent canvas
+    grey = load_grey(encode(Image.fromarray(rgba), "PNG")).pixels
+    assert grey[10, 10] > 0.9 and grey[0, 0] < 0.1
+
+
+@pytest.mark.parametrize("array", [
+    np.full((5, 6), 128, np.uint8), np.full((5, 6, 3), 128, np.uint8), np.full((5, 6, 1), 128, np.uint8),
+    np.full((5, 6), 128 / 255, np.float64), np.full((5, 6), 128 * 257, np.uint16),
+])
+def test_arrays(array):
+    assert np.allclose(array_to_grey(array), 128 / 255, atol=0.01)
+
+
+def test_paths_and_names(tmp_path):
+    path = tmp_path / "g.png"
+    path.write_bytes(encode(Image.fromarray(gradient()), "PNG"))
+    assert load_grey(path).name == str(path)
+    assert load_grey(str(path), name="upload").name == "upload"
+
+
+def test_work_pixels_reduces_and_keeps_the_scale():
+    img = load_grey(encode(Image.fromarray(gradient(400, 600)), "PNG"), work_pixels=60_000)
+    assert img.pixels.shape == (200, 300) and img.original_size == (600, 400) and img.scale == 0.5
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose header says width x height: a decompression bomb's signature."""
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    return bytes(data)
+
+
+def test_decompression_bomb_refused_from_its_header():
+    with pytest.raises(ImageTooLargeError, match="limit"):
+        load_grey(png_claiming(30_000, 30_000))
+    with pytest.raises(ImageTooLargeError):  # below PIL's own guard, above ours
+        load_grey(png_claiming(6_000, 5_000))
+
+
+def test_byte_limit():
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        load_grey(encode(Image.fromarray(gradient()), "PNG"), max_bytes=10)
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    (b"", ImageError, "empty"),
+    (b"hello, I am a text file\n" * 10, UnsupportedImageError, "not an image"),
+    (encode(Image.new("L", (8, 8)), "PDF"), UnsupportedImageError, "not an image|not supported"),
+])
+def test_bad_bytes(data, error, message):
+    with pytest.raises(error, match=message):
+        load_grey(data, name="upload.bin")
+
+
+def test_truncated_png():
+    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)), "PNG")
+    with pytest.raises(ImageError, match="truncated|corrupt"):
+        load_grey(data[: len(data) // 2])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_grey(tmp_path / "nope.png")

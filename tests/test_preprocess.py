@@ -1,0 +1,109 @@
+"""preprocess: ink maps from photos, and MNIST framing checked against MNIST itself."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from digitocr.preprocess import (
+    BOX,
+    MNIST_CENTRE,
+    MNIST_STROKE_RANGE,
+    frame_digit,
+    ink_map,
+    mnist_stroke_stats,
+    stroke_width,
+)
+
+
+def ring(size: int, thickness: float) -> np.ndarray:
+    """A '0'-like ellipse, white on black: (size*1.4, size) float32."""
+    img = np.zeros((int(size * 1.4), size), np.uint8)
+    t = max(1, round(thickness))
+    cv2.ellipse(img, (size // 2, int(size * 0.7)), (size // 2 - t, int(size * 0.7) - t), 0, 0, 360, 255, t)
+    return img.astype(np.float32) / 255
+
+
+def centre_of_mass(img: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.arange(img.shape[0]) + 0.5, np.arange(img.shape[1]) + 0.5
+    return float(img.sum(1) @ rows / img.sum()), float(img.sum(0) @ cols / img.sum())
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from ocr_fixtures import mnist_test
+
+    try:
+        return mnist_test()
+    except Exception as e:  # no cached MNIST on this machine
+        pytest.skip(f"MNIST not available: {e}")
+
+
+def test_constants_match_mnist(mnist):
+    stats = mnist_stroke_stats(mnist.images[:300])
+    assert MNIST_STROKE_RANGE[0] == pytest.approx(stats["q1"], abs=0.2)
+    assert MNIST_STROKE_RANGE[1] == pytest.approx(stats["q3"], abs=0.2)
+    assert MNIST_CENTRE == pytest.approx((stats["centre_row"], stats["centre_col"]), abs=0.2)
+
+
+def test_framing_mnist_is_nearly_the_identity(mnist):
+    images = mnist.images[:200].astype(np.float32) / 255
+    framed = np.stack([frame_digit(i) for i in images])
+    assert np.corrcoef(framed.ravel(), images.ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("size", [6, 28, 90, 600])
+def test_frame_geometry_at_any_size(size):
+    out = frame_digit(ring(size, size / 10))
+    assert out.shape == (28, 28) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    ys, xs = np.nonzero(out > 0.05)
+    assert max(ys.ptp(), xs.ptp()) + 1 == pytest.approx(BOX, abs=1.5)
+    assert centre_of_mass(out) == pytest.approx(MNIST_CENTRE, abs=0.6)
+
+
+def test_stroke_width_is_normalised():
+    thin, thick = frame_digit(ring(300, 4)), frame_digit(ring(300, 45))
+    widths = [stroke_width((cv2.resize(f, (112, 112)) > 0.5).astype(np.uint8)) / 4 for f in (thin, thick)]
+    for w in widths:
+        assert MNIST_STROKE_RANGE[0] - 0.5 <= w <= MNIST_STROKE_RANGE[1] + 0.5
+    assert np.abs(thin - thick).mean() < 0.08
+
+
+def test_blank_and_tiny_inputs_frame_to_empty():
+    assert not frame_digit(np.zeros((1, 1), np.float32)).any()
+    assert frame_digit(np.ones((1, 1), np.float32)).sum() > 0  # a dot is still a (tiny) digit
+
+
+def photo(ink: np.ndarray, dark_ink: bool = True, gradient: float = 0.0, shadow: float = 0.0) -> np.ndarray:
+    """Ink coverage (H, W) -> grey photo with lighting."""
+    h, w = ink.shape
+    light = 0.9 * (1 - gradient * np.linspace(0, 1, w))[None, :] * np.ones((h, 1))
+    light[: h // 2] *= 1 - shadow
+    grey = light * (1 - 0.8 * ink) if dark_ink else 0.1 + 0.8 * ink
+    rng = np.random.default_rng(0)
+    return np.clip(grey + rng.normal(0, 0.01, grey.shape), 0, 1).astype(np.float32)
+
+
+def page_with_rings() -> np.ndarray:
+    ink = np.zeros((200, 400), np.float32)
+    for x in (40, 160, 280):
+        ink[40:40 + 112, x:x + 80] = ring(80, 8)
+    return ink
+
+
+@pytest.mark.parametrize("kw", [{}, {"dark_ink": False}, {"gradient": 0.6}, {"shadow": 0.5},
+                                {"gradient": 0.5, "shadow": 0.4}])
+def test_ink_map_finds_the_strokes_under_any_lighting(kw):
+    truth = page_with_rings() > 0.5
+    found = ink_map(photo(page_with_rings(), **kw))
+    mask = found.mask.astype(bool)
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.8
+    assert found.dark_ink == kw.get("dark_ink", True)
+
+
+@pytest.mark.parametrize("grey", [np.full((300, 300), 0.8, np.float32), np.zeros((1, 1), np.float32),
+                                  np.random.default_rng(1).normal(0.8, 0.02, (300, 300)).astype(np.float32)])
+def test_blank_pages_have_no_ink(grey):
+    assert ink_map(np.clip(grey, 0, 1)).mask.sum() == 0
