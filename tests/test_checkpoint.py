@@ -114,7 +114,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("digitocr.checkpoint.save_file", disk_full)
-    with pytest.raises(DigitocrError, match="No space left on device.*previous checkpoint is intact"):
+    with pytest.raises(DigitocrError, match=r"No space left on device.*previous checkpoint is intact"):
         _save(path, first)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left behind

@@ -29,6 +29,7 @@ BG_SIDE = 128  # the background is estimated on a copy this long ...
 BG_KERNEL_FRACTION = 0.25  # ... by a median filter this fraction of its long side: wider than any stroke
 BG_FLOOR = 0.05  # darkest paper we divide by (no blow-up in black corners)
 MIN_INK_CONTRAST = 0.12  # ink is at least this much darker than its paper (fraction of the paper level)
+MIN_ABS_INK = 0.06  # ... and this much in absolute grey level
 NOISE_SIGMAS = 4.0  # ...and this many noise standard deviations
 MAD_TO_SIGMA = 1.4826
 NOISY = 0.04  # noise sigma (contrast units) above which the image is smoothed before thresholding
@@ -58,11 +59,14 @@ def ink_map(grey: np.ndarray) -> InkMap:
     dark = dark_ink(grey[::step, ::step] - background[::step, ::step])
     if not dark:
         grey, background = 1.0 - grey, 1.0 - background
-    contrast = np.clip((background - grey) / np.maximum(background, BG_FLOOR), 0, 1)  # (H, W)
+    darker = background - grey  # (H, W) how much darker than its paper each pixel is
+    contrast = np.clip(darker / np.maximum(background, BG_FLOOR), 0, 1)  # (H, W) as a fraction of the paper
     sigma = noise_sigma(contrast[::step, ::step])
     if sigma > NOISY:
         contrast = cv2.GaussianBlur(contrast, (3, 3), 0)
         sigma = noise_sigma(contrast[::step, ::step])
+    faint = darker < max(MIN_ABS_INK, NOISE_SIGMAS * noise_sigma(darker[::step, ::step]))
+    contrast[faint] = np.minimum(contrast[faint], MIN_INK_CONTRAST)  # noise on dark paper is not ink
     threshold = ink_threshold(contrast, sigma)
     if threshold is None:
         return InkMap(np.zeros_like(contrast), dark, 1.0)
