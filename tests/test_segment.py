@@ -43,16 +43,18 @@ def test_specks_rules_and_frames_are_dropped():
     page = np.zeros((200, 400), np.uint8)
     draw_zero(page, 50, 60)
     draw_zero(page, 100, 60)
+    clean = boxes(find_glyphs(ink_of(page)))
     page[150:153, 20:380] = 1  # a ruled line
     page[30, 200] = page[170, 300] = 1  # specks
     cv2.rectangle(page, (2, 2), (397, 197), 1, 2)  # a frame around the page
-    assert boxes(find_glyphs(ink_of(page))) == [[(50, 60, 26, 40), (100, 60, 26, 40)]]
+    assert boxes(find_glyphs(ink_of(page))) == clean and len(clean[0]) == 2
 
 
 def test_the_bar_of_a_five_joins_its_body():
     page = np.zeros((100, 100), np.uint8)
     cv2.ellipse(page, (50, 62), (14, 14), 0, -120, 160, 1, 4)  # the belly
-    page[28:60, 36:40] = 1  # the stem
+    page[28:56, 36:40] = 1  # the stem ...
+    page[50:56, 36:48] = 1  # ... joined to the belly
     page[20:24, 38:66] = 1  # the bar, not touching the stem
     [[glyph]] = find_glyphs(ink_of(page))
     assert glyph.box[1] == 20 and glyph.box[3] >= 56

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .fsutil import atomic_write
 from .constants import DATA_ENV, DEFAULT_DATA_DIR, IMAGE_SIZE, NUM_CHANNELS
 from .data.tensors import images_to_tensor
 from .errors import DigitocrError

@@ -245,7 +245,7 @@ def figure_png(fig: Figure) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write a figure as PNG, creating the folder; returns the path."""
-    from .checkpoint import atomic_write
+    from .fsutil import atomic_write
 
     path = Path(path)
     data = figure_png(fig)

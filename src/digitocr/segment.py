@@ -23,7 +23,8 @@ SPECK_SIZE = 0.4  # a glyph shorter than this fraction of the digit height is no
 MIN_SPECK_PIXELS = 3  # ...and any component this small
 DOT_SIZE = 0.08  # pieces smaller than this fraction of the digit height are noise even before merging
 RULE_ASPECT = 6.0  # a line this many times longer than thick ...
-RULE_THICKNESS = 0.5  # ... and thinner than this fraction of the digit height is a ruled line
+RULE_THICKNESS = 0.5  # ... thinner than this fraction of the digit height ...
+RULE_LENGTH = 1.5  # ... and longer than this many digit heights (a 5's bar is shorter) is a ruled line
 TALL_RULE = 2.0  # a vertical stroke taller than this many digit heights is a rule, not a 1
 FRAME_SPAN = 0.9  # a component spanning this fraction of both image sides ...
 FRAME_FILL = 0.15  # ... with less ink than this fraction of its box is a frame around the page
@@ -105,7 +106,7 @@ def drop_noise(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     alive &= ~(touches & (w * h >= BORDER_BLOB * H * W) & (alive.sum() > 1))
     alive &= ~((w >= FRAME_SPAN * W) & (h >= FRAME_SPAN * H) & (area < FRAME_FILL * w * h) & (alive.sum() > 1))
     height = digit_height(stats[alive]) if alive.any() else 0.0
-    flat_rule = (w >= RULE_ASPECT * h) & (h < RULE_THICKNESS * height)
+    flat_rule = (w >= RULE_ASPECT * h) & (h < RULE_THICKNESS * height) & (w > RULE_LENGTH * height)
     tall_rule = (h >= RULE_ASPECT * w) & (h > TALL_RULE * height)
     alive &= ~(flat_rule | tall_rule)
     alive &= np.maximum(w, h) >= DOT_SIZE * height
@@ -236,11 +237,11 @@ def _cut_sets(profile: np.ndarray, parts: int, min_part: int) -> list[tuple[int,
         if hi <= lo:
             return []
         window = np.arange(lo, hi)
-        best = [int(c) for c in window[np.argsort(profile[lo:hi], kind="stable")]]
-        chosen = best[:1]
-        for c in best[1:]:  # a second candidate, away from the first
-            if len(chosen) < CUTS_PER_POSITION and abs(c - chosen[0]) > step / 4:
-                chosen.append(c)
+        # the even position (round digits touch where their sides are: a profile maximum), then minima
+        chosen = [int(np.clip(round(i * step), lo, hi - 1))]
+        for c in window[np.argsort(profile[lo:hi], kind="stable")]:
+            if len(chosen) < CUTS_PER_POSITION and all(abs(int(c) - d) > step / 4 for d in chosen):
+                chosen.append(int(c))
         per_cut.append(chosen)
     return [c for c in itertools.product(*per_cut) if all(b - a >= min_part for a, b in itertools.pairwise(c))]
 

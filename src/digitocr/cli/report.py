@@ -32,7 +32,7 @@ def data_args_from_run(args: argparse.Namespace, config: dict) -> argparse.Names
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_text
+    from ..fsutil import atomic_write_text
     from ..registry import load_model
     from ..report import REPORT_NAME, build_report, read_run
     from ..runtime import resolve_device, set_threads, use_bf16
