@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from ocr_fixtures import Style, make_image  # noqa: E402
+from ocr_fixtures import Style, make_image
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ CATEGORIES = {"isolated": 0.3, "number": 0.3, "touching": 0.2, "multiline": 0.08
 
 def random_style(rng: np.random.Generator, k: Knobs, seed: int) -> Style:
     u = rng.uniform
-    height = int(round(np.exp(u(*np.log(k.height_px)))))
+    height = round(float(np.exp(u(*np.log(k.height_px)))))
     inks, weights = zip(*k.inks, strict=True)
     return Style(
         height=height, spacing=u(*k.spacing), touch_px=u(*k.touch_px), pen=u(*k.pen),

@@ -191,10 +191,8 @@ def render(lines: list[list[np.ndarray]], style: Style) -> np.ndarray:
         ink = ink * (1 - PENCIL_GRAIN * rng.random(ink.shape, dtype=np.float32))
     light = lighting(ink.shape, style, rng)[..., None]  # (H, W, 1)
     cover = ink[..., None]
-    if style.invert:  # chalk on a board: light strokes, dark ground
-        img = np.repeat(light * (0.15 + 0.7 * cover), 3, axis=2)  # (H, W, 3)
-    else:
-        img = light * (1 - cover + cover * ink_rgb)  # (H, W, 3)
+    chalk = np.repeat(light * (0.15 + 0.7 * cover), 3, axis=2)  # light strokes on a dark board
+    img = chalk if style.invert else light * (1 - cover + cover * ink_rgb)  # (H, W, 3)
     if style.blur_px:
         img = cv2.GaussianBlur(img, (0, 0), style.blur_px)
     if style.noise:
@@ -233,7 +231,7 @@ def mnist_test():
 
 
 @functools.cache
-def test_model_dir() -> Path:
+def small_model_dir() -> Path:
     """A tiny model, trained once and kept in the data cache (so later test runs only load it)."""
     import torch
 

@@ -131,7 +131,7 @@ def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | No
 
 def _raise_pil_limit(max_pixels: int) -> None:
     """PIL's bomb guard must not fire below our own limit (we check the header ourselves first)."""
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 

@@ -31,6 +31,7 @@ BG_FLOOR = 0.05  # darkest paper we divide by (no blow-up in black corners)
 MIN_INK_CONTRAST = 0.12  # ink is at least this much darker than its paper (fraction of the paper level)
 MIN_ABS_INK = 0.06  # ... and this much in absolute grey level
 NOISE_SIGMAS = 4.0  # ...and this many noise standard deviations
+STRONG_SIGMAS = 6.0  # real strokes' cores stand out by this much; blank pages' noise does not
 MAD_TO_SIGMA = 1.4826
 NOISY = 0.04  # noise sigma (contrast units) above which the image is smoothed before thresholding
 NEIGHBOURHOOD = 7  # Otsu looks at candidate ink pixels and paper within this many pixels of them
@@ -55,23 +56,34 @@ class InkMap:
 def ink_map(grey: np.ndarray) -> InkMap:
     """(H, W) grey in [0, 1] -> ink map: flatten the lighting, pick the polarity, threshold the contrast."""
     background = estimate_background(grey)  # (H, W)
+    small = max(grey.shape) <= SMALL_IMAGE_SIDE
     step = max(1, int(np.ceil((grey.size / STATS_PIXELS) ** 0.5)))  # statistics on a strided sample
-    dark = dark_ink(grey[::step, ::step] - background[::step, ::step])
+    if small:  # one digit, maybe half the pixels: the ink is on the side the image leans to from its border
+        dark = float(grey.mean()) <= float(background.flat[0])
+    else:
+        dark = dark_ink(grey[::step, ::step] - background[::step, ::step])
     if not dark:
         grey, background = 1.0 - grey, 1.0 - background
     darker = background - grey  # (H, W) how much darker than its paper each pixel is
-    contrast = np.clip(darker / np.maximum(background, BG_FLOOR), 0, 1)  # (H, W) as a fraction of the paper
-    sigma = noise_sigma(contrast[::step, ::step])
+    paper = np.maximum(background, BG_FLOOR)
+    contrast = np.clip(darker / paper, 0, 1)  # (H, W) as a fraction of the paper's brightness
+    flat = _border(darker) if small else darker[::step, ::step]  # (n,) mostly paper, lighting removed
+    abs_sigma = noise_sigma(flat)
+    sigma = abs_sigma / max(float(np.median(paper)), BG_FLOOR)
     if sigma > NOISY:
         contrast = cv2.GaussianBlur(contrast, (3, 3), 0)
-        sigma = noise_sigma(contrast[::step, ::step])
-    faint = darker < max(MIN_ABS_INK, NOISE_SIGMAS * noise_sigma(darker[::step, ::step]))
+        sigma /= 3  # a 3x3 Gaussian averages about nine pixels of noise
+    faint = darker < max(MIN_ABS_INK, NOISE_SIGMAS * abs_sigma)
     contrast[faint] = np.minimum(contrast[faint], MIN_INK_CONTRAST)  # noise on dark paper is not ink
     threshold = ink_threshold(contrast, sigma)
     if threshold is None:
         return InkMap(np.zeros_like(contrast), dark, 1.0)
     ink = np.clip(contrast * (0.5 / threshold), 0, 1)
     return InkMap(hysteresis(ink, max(HYSTERESIS * 0.5, 0.5 * NOISE_SIGMAS * sigma / threshold)), dark, threshold)
+
+
+def _border(grey: np.ndarray) -> np.ndarray:
+    return np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
 
 
 def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
@@ -91,8 +103,8 @@ def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
 def estimate_background(grey: np.ndarray) -> np.ndarray:
     """The paper's brightness everywhere: a large median on a reduced copy, resized back. (H, W) float32."""
     h, w = grey.shape
-    if max(h, w) <= SMALL_IMAGE_SIDE:
-        return np.full_like(grey, float(np.median(grey)))
+    if max(h, w) <= SMALL_IMAGE_SIDE:  # one digit, maybe filling half the image: the border is paper
+        return np.full_like(grey, float(np.median(_border(grey))))
     f = BG_SIDE / max(h, w)
     small_size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
@@ -124,6 +136,8 @@ def ink_threshold(contrast: np.ndarray, sigma: float) -> float | None:
     candidates = (contrast > floor).astype(np.uint8)
     if int(candidates.sum()) < MIN_INK_PIXELS:
         return None
+    if np.percentile(contrast[candidates.astype(bool)], 90) < STRONG_SIGMAS * sigma:
+        return None  # only the tail of the noise: a blank page
     near = cv2.dilate(candidates, np.ones((NEIGHBOURHOOD, NEIGHBOURHOOD), np.uint8)).astype(bool)
     values = np.clip(contrast[near] * PIXEL_MAX, 0, PIXEL_MAX).astype(np.uint8)
     otsu, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)

@@ -21,6 +21,7 @@ Box = tuple[int, int, int, int]  # x, y, w, h in working-image pixels
 SIGNIFICANT_AREA = 0.3  # components with this fraction of the largest one's area set the digit height
 SPECK_SIZE = 0.4  # a glyph shorter than this fraction of the digit height is not a digit
 MIN_SPECK_PIXELS = 3  # ...and any component this small
+MIN_DIGIT_PX = 12  # no digit is shorter than this (MNIST's are 20 px; specks of noise are smaller)
 DOT_SIZE = 0.08  # pieces smaller than this fraction of the digit height are noise even before merging
 RULE_ASPECT = 6.0  # a line this many times longer than thick ...
 RULE_THICKNESS = 0.5  # ... thinner than this fraction of the digit height ...
@@ -52,7 +53,7 @@ CUTS_PER_POSITION = 2  # candidate cuts tried near each expected position
 CUT_FREE = 1.5  # a cut through up to this many stroke widths of ink costs nothing (touching digits meet
 CUT_WEIGHT = 0.5  # briefly); each stroke width more costs this much log-odds
 WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
-WIDE_SIGMA = 0.2  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
+WIDE_SIGMA = 0.25  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
 LOG_P_TOUCH = -0.5  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
 SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
 
@@ -76,7 +77,7 @@ def find_glyphs(ink: InkMap) -> list[list[Glyph]]:
     groups = merge_fragments(stats, keep, digit_height(stats[keep]))
     glyphs = [make_glyph(ink.ink, labels, stats, ids) for ids in groups]
     height = digit_height(np.array([g.box for g in glyphs]).reshape(-1, 4), area=False)
-    glyphs = [g for g in glyphs if g.box[3] >= SPECK_SIZE * height]
+    glyphs = [g for g in glyphs if g.box[3] >= max(SPECK_SIZE * height, MIN_DIGIT_PX)]
     return group_lines(glyphs)
 
 

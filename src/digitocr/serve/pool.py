@@ -61,7 +61,8 @@ class ReaderPool:
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
             try:
-                return await asyncio.wait_for(future, max(timeout_s, 0.0))
+                async with asyncio.timeout(max(timeout_s, 0.0)):
+                    return await future
             except TimeoutError:
                 limit = timeout_s if limit_s is None else limit_s
                 raise RequestTimeoutError(f"the request took longer than the server's limit of {limit:g} s") \

@@ -50,7 +50,8 @@ async def receive_image(request: Request, name: str | None) -> tuple[bytes, str 
     timeout_s = request.app.state.settings.timeout_s
     start = time.perf_counter()
     try:
-        data, label = await asyncio.wait_for(image_from_request(request, name), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            data, label = await image_from_request(request, name)
     except TimeoutError:
         raise UploadTimeoutError(f"the upload took longer than the server's limit of {timeout_s:g} s") \
             from None

@@ -1,0 +1,153 @@
+"""Reader end to end on generated photos: known numbers in several styles, edge cases, limits, memory."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitocr.errors import ImageTooLargeError
+from digitocr.ocr import Reader
+from ocr_fixtures import Style, easy_digits, make_image, mnist_test, small_model_dir
+
+NUMBER = "0714"
+STYLES = {
+    "plain scan": Style(),
+    "blue ballpoint, JPEG": Style(ink="blue", height=70, jpeg_quality=75, noise=0.01, seed=3),
+    "pencil, uneven light": Style(ink="pencil", height=36, gradient=0.4, seed=4),
+    "phone photo with shadow": Style(shadow=0.5, gradient=0.3, height=60, page_px=(640, 480), seed=5),
+    "thin pen, large": Style(pen=0.6, height=150, seed=6),
+}
+MEMORY_BOUND = 1.5 * 2**30  # bytes of peak RSS growth for reading a 20-megapixel image
+
+
+@pytest.fixture(scope="module")
+def model():
+    try:
+        mnist_test()
+    except Exception as e:
+        pytest.skip(f"MNIST not available: {e}")
+    return small_model_dir()
+
+
+@pytest.fixture(scope="module")
+def reader(model):
+    return Reader(str(model))
+
+
+@pytest.fixture(scope="module")
+def digits(model):
+    return easy_digits(model)
+
+
+def photo(text: str, style: Style, digits) -> bytes:
+    return make_image(text, style, *digits)
+
+
+@pytest.mark.parametrize("name", list(STYLES))
+def test_known_number_in_several_styles(reader, digits, name):
+    assert reader.read(photo(NUMBER, STYLES[name], digits)).text == NUMBER
+
+
+@pytest.mark.parametrize("style", [Style(invert=True, seed=8), Style(rotation=9, seed=9),
+                                   Style(rotation=-9, seed=10)], ids=["inverted", "rotated+", "rotated-"])
+def test_polarity_and_rotation(reader, digits, style):
+    assert reader.read(photo("5289", style, digits)).text == "5289"
+
+
+def test_two_lines(reader, digits):
+    result = reader.read(photo("271\n828", Style(seed=11), digits))
+    assert result.text == "271\n828"
+    assert [d.line for d in result.digits] == [0, 0, 0, 1, 1, 1]
+
+
+def test_touching_pair(reader, digits):
+    assert reader.read(photo("350", Style(touch=(0,), touch_px=0.03, seed=12), digits)).text == "350"
+
+
+@pytest.mark.parametrize("image", [np.full((600, 800), 230, np.uint8), np.zeros((1, 1), np.uint8),
+                                   np.full((28, 28), 255, np.uint8)], ids=["blank page", "1x1", "white 28x28"])
+def test_blank_images_read_as_empty(reader, image):
+    result = reader.read(image)
+    assert result.text == "" and result.digits == [] and result.crops.shape == (0, 28, 28)
+
+
+def test_noise_only_page_is_blank(reader):
+    noise = np.random.default_rng(0).normal(200, 6, (300, 400)).clip(0, 255).astype(np.uint8)
+    assert reader.read(noise).text == ""
+
+
+def test_mnist_digit_as_given(reader, digits):
+    images, labels = digits
+    result = reader.read(images[0])  # 28x28, white on black, already MNIST-framed
+    assert result.text == str(labels[0])
+    probs = reader.classify(images[0])
+    assert probs.shape == (10,) and probs.sum() == pytest.approx(1, abs=1e-4) and probs.argmax() == labels[0]
+
+
+def test_classify_any_size_and_polarity(reader, digits):
+    images, labels = digits
+    big = 255 - np.kron(images[15], np.ones((12, 12), np.uint8))  # 336x336, dark ink on white
+    assert reader.classify(big).argmax() == labels[15]
+
+
+def test_result_json_and_low_confidence(model, digits):
+    sure = Reader(str(model)).read(photo("42", Style(), digits), name="x.png").to_dict()
+    assert set(sure) == {"file", "text", "digits"} and sure["file"] == "x.png"
+    assert set(sure["digits"][0]) == {"digit", "confidence", "box", "line"}
+    json.dumps(sure)
+    unsure = Reader(str(model), min_confidence=1.01).read(photo("42", Style(), digits))
+    assert unsure.text == "??" and all(d["low_confidence"] for d in unsure.to_dict()["digits"])
+
+
+def test_boxes_are_in_original_pixels(reader, digits):
+    style = Style(height=300, page_px=(2400, 900), seed=13)  # read at a reduced scale internally
+    data = photo("31", style, digits)
+    result = reader.read(data)
+    w, h = Image.open(io.BytesIO(data)).size
+    assert result.text == "31"
+    for d in result.digits:
+        x, y, bw, bh = d.box
+        assert x >= 0 and x + bw <= w and y >= 0 and y + bh <= h and 200 < bh < 360
+
+
+def test_ready_classifier_object_plugs_in(digits):
+    uniform = Reader(lambda crops: np.full((len(crops), 10), 0.1, np.float32))
+    assert uniform.read(photo("5", Style(), digits)).text == "0"
+
+
+def test_pixel_limit(reader):
+    with pytest.raises(ImageTooLargeError):
+        Reader(reader.classifier, max_pixels=10_000).read(np.zeros((200, 200), np.uint8))
+
+
+MEMORY_SCRIPT = """
+import io, resource, sys, time
+import numpy as np
+from PIL import Image
+from digitocr.ocr import Reader
+reader = Reader(sys.argv[1])
+page = np.full((4000, 5000), 225, np.uint8)  # 20 megapixels
+page[1800:2200, 1000:1040] = 30  # a '1', 400 px tall
+page[1800:2200, 1200:1240] = 30
+buf = io.BytesIO(); Image.fromarray(page).save(buf, "PNG", compress_level=1); data = buf.getvalue()
+del page, buf
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+t = time.perf_counter(); text = reader.read(data).text; seconds = time.perf_counter() - t
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(text, after - before, seconds)
+"""
+
+
+def test_20_megapixels_within_memory_bound(model):
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(model)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    text, growth, seconds = out[0], int(out[1]), float(out[2])
+    assert text == "11"
+    assert growth < MEMORY_BOUND, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+    assert seconds < 20
