@@ -82,8 +82,9 @@ def digit_ink(image: np.ndarray, height: int, pen: float) -> np.ndarray:
     return cv2.GaussianBlur(crop, (3, 3), 0.7)  # antialiased edge
 
 
-def set_line(inks: list[np.ndarray], style: Style, rng: np.random.Generator) -> np.ndarray:
-    """Digits side by side, vertically centred with a little jitter; touching pairs share a stroke edge."""
+def line_layout(inks: list[np.ndarray], style: Style,
+                rng: np.random.Generator) -> tuple[list[int], list[int], tuple[int, int]]:
+    """Where each digit's ink goes on its line: (lefts, tops, (line height, line width))."""
     h = style.height
     line_h = int(max(i.shape[0] for i in inks) + 0.2 * h)
     xs, x = [], 0
@@ -94,7 +95,13 @@ def set_line(inks: list[np.ndarray], style: Style, rng: np.random.Generator) -> 
             x = _next_x(inks[n - 1], xs[-1], tops[n - 1], ink, tops[n], style, n - 1 in style.touch, line_h)
         xs.append(x)
     width = max(x + i.shape[1] for x, i in zip(xs, inks, strict=True))
-    line = np.zeros((line_h, width), np.float32)
+    return xs, tops, (line_h, width)
+
+
+def set_line(inks: list[np.ndarray], style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Digits side by side, vertically centred with a little jitter; touching pairs share a stroke edge."""
+    xs, tops, shape = line_layout(inks, style, rng)
+    line = np.zeros(shape, np.float32)
     for x, top, ink in zip(xs, tops, inks, strict=True):
         region = line[top:top + ink.shape[0], x:x + ink.shape[1]]
         np.maximum(region, ink, out=region)

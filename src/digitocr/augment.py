@@ -7,21 +7,15 @@ iteration, so augmentation is reproducible and resuming mid-run repeats it exact
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .config import AugmentConfig
+
+__all__ = ["AugmentConfig", "augment_batch"]
+
 _ELASTIC_GRID = 4  # coarse noise resolution; upsampling it gives a smooth displacement field
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    rotation_deg: float = 10.0
-    scale: float = 0.10  # zoom in [1 - scale, 1 + scale]
-    shift: float = 0.10  # translation as a fraction of the image side
-    elastic: float = 0.03  # peak displacement of the elastic field, in normalised [-1, 1] units
-
 
 def _uniform(b: int, g: torch.Generator, half_width: float) -> torch.Tensor:
     return (torch.rand(b, generator=g) * 2 - 1) * half_width

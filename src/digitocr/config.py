@@ -12,6 +12,7 @@ from .errors import DigitocrError
 Arch = Literal["seed", "best"]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["constant", "onecycle"]
+Init = Literal["notebook", "default"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,15 @@ class ModelConfig:
     filter_size2: int = 5
     num_filters2: int = 36
     fc_size: int = 128
+    # "notebook": truncated-normal weights and constant biases, as tf.truncated_normal / tf.constant;
+    # "default": PyTorch's own (Kaiming-uniform), which trains faster in few epochs
+    init: Init = "notebook"
     init_std: float = 0.05  # truncated-normal weights, as tf.truncated_normal(stddev=0.05)
     init_bias: float = 0.05  # constant biases, as tf.constant(0.05)
     # best network: widths of its three conv stages, and dropout
     widths: tuple[int, int, int] = (32, 64, 128)
     dropout: float = 0.4
+    num_classes: int = 10  # 10 digits; the OCR reader's network adds an 11th, "not one digit"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -38,6 +43,16 @@ class ModelConfig:
         if "widths" in kw:
             kw["widths"] = tuple(kw["widths"])
         return cls(**kw)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation strengths (augment.py): each image gets its own random affine + elastic warp."""
+
+    rotation_deg: float = 10.0
+    scale: float = 0.10  # zoom in [1 - scale, 1 + scale]
+    shift: float = 0.10  # translation as a fraction of the image side
+    elastic: float = 0.03  # peak displacement of the elastic field, in normalised [-1, 1] units
 
 
 @dataclass
@@ -58,6 +73,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     augment: bool = False  # random affine + elastic, batched on tensors
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     precision: Precision = "auto"
     seed: int = 0
     dataset: str | None = "mnist"
@@ -79,6 +95,7 @@ class TrainConfig:
             raise DigitocrError(f"unknown config keys: {', '.join(sorted(unknown))}")
         kw = dict(d)
         kw["model"] = ModelConfig.from_dict(kw.get("model", {}))
+        kw["augmentation"] = AugmentConfig(**kw.get("augmentation", {}))
         return cls(**kw)
 
 

@@ -20,9 +20,9 @@ from .runtime import resolve_device
 
 @dataclass(frozen=True)
 class Context:
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
+    rank: int
+    world_size: int
+    device: torch.device
 
     @property
     def is_main(self) -> bool:
@@ -44,7 +44,7 @@ def setup(device_name: str, batch_size: int) -> Context:
     """A Context for this process; joins the process group when launched by torchrun with >1 ranks."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return Context(device=resolve_device(device_name))
+        return Context(0, 1, resolve_device(device_name))
     if batch_size % world_size:
         raise DigitocrError(f"--batch-size {batch_size} must divide evenly across {world_size} ranks")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -83,6 +83,15 @@ def check_replicas_agree(model: nn.Module, ctx: Context) -> None:
     dist.all_gather_object(digests, weights_digest(model))
     if len(set(digests)) != 1:
         raise DigitocrError(f"replicas diverged: weight digests differ across {ctx.world_size} ranks")
+
+
+def any_rank(flag: bool, ctx: Context) -> bool:
+    """True on every rank if `flag` is true on any (e.g. one rank saw Ctrl-C)."""
+    if not ctx.distributed:
+        return flag
+    t = torch.tensor([int(flag)], device=ctx.device)  # NCCL reduces device tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def teardown(ctx: Context) -> None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .constants import IMAGE_SIZE, NUM_CHANNELS, NUM_CLASSES
+from .constants import IMAGE_SIZE, NUM_CHANNELS
 
 POOL = 2  # 2x2 max-pooling, stride 2
 
@@ -23,10 +23,12 @@ class SeedNet(nn.Module):
         self.conv2 = nn.Conv2d(cfg.num_filters1, cfg.num_filters2, cfg.filter_size2, padding="same")
         side = IMAGE_SIZE // POOL // POOL  # 7
         self.fc1 = nn.Linear(cfg.num_filters2 * side * side, cfg.fc_size)  # 1764 -> 128
-        self.fc2 = nn.Linear(cfg.fc_size, NUM_CLASSES)
+        self.fc2 = nn.Linear(cfg.fc_size, cfg.num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        if self.cfg.init == "default":  # keep PyTorch's Kaiming-uniform weights and fan-in biases
+            return
         # tf.truncated_normal(stddev) redraws values beyond two standard deviations
         std = self.cfg.init_std
         for layer in (self.conv1, self.conv2, self.fc1, self.fc2):
@@ -65,7 +67,7 @@ class BestNet(nn.Module):
             _conv_bn(w1, w2, 3), _conv_bn(w2, w2, 3), _conv_bn(w2, w2, 5, stride=2, padding=2),
             nn.Dropout(cfg.dropout))
         self.stage3 = nn.Sequential(_conv_bn(w2, w3, 4), nn.Flatten(), nn.Dropout(cfg.dropout))  # -> (B, w3)
-        self.head = nn.Linear(w3, NUM_CLASSES)
+        self.head = nn.Linear(w3, cfg.num_classes)
 
     def conv_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s1 = self.stage1(x)

@@ -1,8 +1,9 @@
 """Page -> digit glyphs in reading order: connected components, cleaned, merged, grouped into lines.
 
 `find_glyphs` takes an ink map (preprocess.ink_map) and returns lines of glyphs, each glyph one candidate
-digit with its own ink. Components that are too wide for one digit are left whole here; `split_options`
-proposes ways to cut them, and the reader lets the classifier's confidence choose (`choose_split`).
+digit with its own ink. Touching digits stay one glyph here; `lattice` over-segments a glyph into
+candidate cuts (paths that follow the gap between touching strokes), and `best_path` picks the parts,
+by dynamic programming, that a verifier finds most likely to be single digits.
 """
 
 from __future__ import annotations
@@ -45,17 +46,20 @@ LINE_OVERLAP = 0.4  # vertical overlap with the line's last glyph, as a fraction
 LINE_REACH = 4.0  # a glyph further right than this many heights starts a new line
 SPACE_GAP = 1.0  # a gap wider than this many line heights is a space
 
-# --- splitting touching digits ---
-SPLIT_ASPECT = 0.8  # a glyph wider than this many line heights may be several digits
-PART_ASPECT = 0.35  # the narrowest part a cut may leave, in line heights
-MAX_PARTS = 5
-CUTS_PER_POSITION = 2  # candidate cuts tried near each expected position
-CUT_FREE = 1.5  # a cut through up to this many stroke widths of ink costs nothing (touching digits meet
-CUT_WEIGHT = 0.5  # briefly); each stroke width more costs this much log-odds
+# --- touching digits (lengths in line heights, ink in stroke widths) ---
+SPLIT_ASPECT = 0.5  # a glyph wider than this may be several digits (two touching 1s are narrow)
+MIN_PART = 0.12  # no cut leaves a part narrower than this ...
+MAX_PART = 1.5  # ... and parts wider than this are only tried between neighbouring cuts
+CUT_SPACING = 0.08  # candidate cuts are at least this far apart where they cross the middle row
+MAX_CUT_INK = 3.0  # a path crossing more ink than this is no junction of two digits
+DRIFT = 0.5  # a cut's path moving sideways by one line height costs this much (it follows gaps)
+SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
 WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
 WIDE_SIGMA = 0.25  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
 LOG_P_TOUCH = -0.5  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
-SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
+CUT_FREE = 1.5  # a cut through up to this much ink costs nothing (touching digits meet briefly) ...
+CUT_WEIGHT = 0.5  # ... each stroke width more costs this much log-odds
+MIN_P = 1e-4  # probabilities are floored here before taking logs
 
 
 @dataclass
@@ -64,7 +68,6 @@ class Glyph:
 
     box: Box
     ink: np.ndarray  # (h, w) float32, 0.5 = stroke edge
-    cut: float = 0.0  # for a part of a split glyph: ink the cut on its left crossed, in stroke widths
 
     def __repr__(self) -> str:
         return f"Glyph(box={self.box})"
@@ -204,63 +207,128 @@ def spaces_before(line: list[Glyph]) -> list[bool]:
     return [gap > SPACE_GAP * height for gap in gaps]
 
 
-# --- touching digits ---
 
 
-def split_options(glyph: Glyph, height: float) -> list[list[Glyph]]:
-    """Ways to read a glyph: itself, and if it is wide, cuts into 2..MAX_PARTS parts at thin junctions."""
-    options = [[glyph]]
-    w = glyph.box[2]
-    if w <= SPLIT_ASPECT * height:
-        return options
-    mask = (glyph.ink >= 0.5).astype(np.uint8)
-    profile = _column_profile(mask) / max(stroke_width(mask), 1.0)  # (w,) in stroke widths
-    most = min(MAX_PARTS, int(w / (PART_ASPECT * height)))
-    for parts in range(2, most + 1):
-        for cuts in _cut_sets(profile, parts, int(PART_ASPECT * height)):
-            options.append(cut_glyph(glyph, cuts, profile))
-    return options
+# --- touching digits: candidate cuts, and the parts between them ---
 
 
-def _column_profile(mask: np.ndarray) -> np.ndarray:
-    """Ink per column, lightly smoothed: (w,) float32."""
-    profile = mask.sum(0).astype(np.float32)
-    return np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+@dataclass
+class Cut:
+    """A path from the top of a glyph to its bottom: in row r, columns < path[r] lie left of it."""
+
+    path: np.ndarray  # (h,) int
+    ink: float  # ink it crosses, in stroke widths
+
+    def __repr__(self) -> str:
+        return f"Cut(x={float(self.path.mean()):.1f}, ink={self.ink:.2f})"
 
 
-def _cut_sets(profile: np.ndarray, parts: int, min_part: int) -> list[tuple[int, ...]]:
-    """Combinations of cut columns: near each expected position, the lowest points of the profile."""
-    w = len(profile)
-    step = w / parts
-    per_cut = []
-    for i in range(1, parts):
-        lo, hi = max(int(i * step - 0.4 * step), min_part), min(int(i * step + 0.4 * step) + 1, w - min_part)
-        if hi <= lo:
-            return []
-        window = np.arange(lo, hi)
-        # the even position (round digits touch where their sides are: a profile maximum), then minima
-        chosen = [int(np.clip(round(i * step), lo, hi - 1))]
-        for c in window[np.argsort(profile[lo:hi], kind="stable")]:
-            if len(chosen) < CUTS_PER_POSITION and all(abs(int(c) - d) > step / 4 for d in chosen):
-                chosen.append(int(c))
-        per_cut.append(chosen)
-    return [c for c in itertools.product(*per_cut) if all(b - a >= min_part for a, b in itertools.pairwise(c))]
+@dataclass
+class Lattice:
+    """Ways to read one glyph: boundaries 0 (left edge), cuts 1..K, K+1 (right edge), and the part between
+    boundaries i < j for each edge (i, j). Edge 0 is the whole glyph."""
+
+    glyph: Glyph
+    cuts: list[Cut]
+    edges: list[tuple[int, int]]
+    parts: list[Glyph]
+
+    def __repr__(self) -> str:
+        return f"Lattice({self.glyph!r}, cuts={len(self.cuts)}, parts={len(self.parts)})"
 
 
-def cut_glyph(glyph: Glyph, cuts: tuple[int, ...], profile: np.ndarray) -> list[Glyph]:
-    """Cut a glyph at these columns; each part keeps its main strokes and loses slivers of its neighbours."""
-    x, y, _, _ = glyph.box
-    edges = [0, *cuts, glyph.ink.shape[1]]
-    parts = []
-    for a, b in itertools.pairwise(edges):
-        part = _drop_slivers(glyph.ink[:, a:b])
-        rows = np.flatnonzero(part.any(1))
-        if rows.size == 0:
-            rows = np.array([0, part.shape[0] - 1])
-        top, bottom = int(rows[0]), int(rows[-1]) + 1
-        cut = float(profile[a]) if a > 0 else 0.0
-        parts.append(Glyph((x + a, y + top, b - a, bottom - top), part[top:bottom], cut))
-    return parts
+def may_touch(glyph: Glyph, height: float) -> bool:
+    return glyph.box[2] > SPLIT_ASPECT * height
+
+
+def lattice(glyph: Glyph, height: float) -> Lattice:
+    """The glyph whole, and if it is wide, cut at every candidate junction into parts of plausible width."""
+    cuts = find_cuts(glyph, height) if may_touch(glyph, height) else []
+    h, w = glyph.ink.shape
+    bounds = [np.zeros(h, int), *(c.path for c in cuts), np.full(h, w)]
+    mid = [float(b.mean()) for b in bounds]
+    edges, parts = [(0, len(bounds) - 1)], [glyph]
+    for i, j in itertools.combinations(range(len(bounds)), 2):
+        if (i, j) == (0, len(bounds) - 1) or (j > i + 1 and mid[j] - mid[i] > MAX_PART * height):
+            continue
+        part = cut_part(glyph, bounds[i], bounds[j])
+        if part is not None:
+            edges.append((i, j))
+            parts.append(part)
+    return Lattice(glyph, cuts, edges, parts)
+
+
+def find_cuts(glyph: Glyph, height: float) -> list[Cut]:
+    """Candidate junctions, left to right: the cheapest top-to-bottom paths through each column of the
+    middle row, where they cross little ink (shortest-path cuts bend around strokes into the gap)."""
+    mask = glyph.ink >= 0.5
+    h, w = mask.shape
+    stroke = max(stroke_width(mask.astype(np.uint8)), 1.0)
+    cost = np.minimum(glyph.ink, 1.0) / stroke  # (h, w) stroke widths crossed per pixel
+    step = DRIFT / max(height, 1.0)  # per column moved sideways
+    down, down_move = _path_costs(cost, step)
+    up, up_move = _path_costs(cost[::-1], step)
+    m = h // 2
+    through = down[m] + up[h - 1 - m] - cost[m]  # (w,) the best path through (m, c)
+    margin = max(1, int(MIN_PART * height))
+    spacing = max(1, int(CUT_SPACING * height))
+    chosen: list[int] = []
+    for c in np.argsort(through[margin:w - margin], kind="stable") + margin:
+        if through[c] > MAX_CUT_INK:
+            break
+        if all(abs(int(c) - d) >= spacing for d in chosen):
+            chosen.append(int(c))
+    cuts, seen = [], set()
+    for c in chosen:
+        path = np.empty(h, int)
+        path[m] = c
+        for r in range(m, 0, -1):  # back up to the top ...
+            path[r - 1] = path[r] + down_move[r, path[r]]
+        flipped = h - 1 - m
+        col = c
+        for r in range(flipped, 0, -1):  # ... and down to the bottom (rows flipped)
+            col += int(up_move[r, col])
+            path[h - r] = col
+        path = path + 1  # the path's own pixel goes left; columns < path[r] are left of it
+        left = int((mask & (np.arange(w)[None, :] < path[:, None])).sum())
+        if 0 < left < mask.sum() and left not in seen:
+            seen.add(left)
+            cuts.append(Cut(path, float(through[c])))
+    return sorted(cuts, key=lambda cut: float(cut.path.mean()))
+
+
+def _path_costs(cost: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cheapest paths from the top row down to each pixel, moving at most one column per row.
+
+    Returns the accumulated cost (h, w) and, per pixel, the column offset (-1, 0, 1) of the row above.
+    """
+    h, w = cost.shape
+    acc = np.empty_like(cost)
+    move = np.zeros((h, w), np.int8)
+    acc[0] = cost[0]
+    inf = np.full(1, np.inf, cost.dtype)
+    cols = np.arange(w)
+    for r in range(1, h):
+        prev = acc[r - 1]
+        options = np.stack([np.concatenate([inf, prev[:-1]]) + step, prev,
+                            np.concatenate([prev[1:], inf]) + step])  # (3, w): from c-1, c, c+1
+        k = options.argmin(0)
+        acc[r] = cost[r] + options[k, cols]
+        move[r] = k - 1
+    return acc, move
+
+
+def cut_part(glyph: Glyph, left: np.ndarray, right: np.ndarray) -> Glyph | None:
+    """The ink between two cut paths (each (h,) columns), without slivers of the neighbours; None if empty."""
+    cols = np.arange(glyph.ink.shape[1])[None, :]
+    inside = (cols >= left[:, None]) & (cols < right[:, None])
+    ink = _drop_slivers(np.where(inside, glyph.ink, 0).astype(np.float32))
+    rows, used = np.flatnonzero((ink >= 0.5).any(1)), np.flatnonzero((ink >= 0.5).any(0))
+    if rows.size == 0:
+        return None
+    top, bottom, a, b = int(rows[0]), int(rows[-1]) + 1, int(used[0]), int(used[-1]) + 1
+    x, y = glyph.box[:2]
+    return Glyph((x + a, y + top, b - a, bottom - top), ink[top:bottom, a:b])
 
 
 def _drop_slivers(ink: np.ndarray) -> np.ndarray:
@@ -273,17 +341,29 @@ def _drop_slivers(ink: np.ndarray) -> np.ndarray:
     return np.where(np.isin(labels, small), 0, ink).astype(np.float32)
 
 
-def option_score(parts: list[Glyph], confidences: np.ndarray, height: float) -> float:
-    """Log-odds of a reading: the classifier's confidence in each part, a prior on widths and on touching."""
-    aspects = np.array([max(p.box[2], 1) / max(height, 1) for p in parts])
-    too_wide = np.maximum(np.log(aspects / WIDE_ASPECT), 0) / WIDE_SIGMA
-    log_prior = -0.5 * too_wide**2
-    cut_cost = CUT_WEIGHT * sum(max(0.0, p.cut - CUT_FREE) for p in parts)
-    log_p = np.log(np.maximum(confidences, 1e-6))
-    return float(np.sum(log_p + log_prior) + LOG_P_TOUCH * (len(parts) - 1) - cut_cost)
+def edge_scores(lat: Lattice, p_single: np.ndarray, height: float) -> np.ndarray:
+    """Log-score of each edge: P(one digit) of its part, a prior on its width, and the cost of its right cut."""
+    scores = np.log(np.maximum(p_single, MIN_P))
+    for e, ((_, j), part) in enumerate(zip(lat.edges, lat.parts, strict=True)):
+        aspect = max(part.box[2], 1) / max(height, 1.0)
+        scores[e] -= 0.5 * (max(np.log(aspect / WIDE_ASPECT), 0.0) / WIDE_SIGMA) ** 2
+        if j <= len(lat.cuts):  # an inner cut: one more digit hides in the glyph
+            scores[e] += LOG_P_TOUCH - CUT_WEIGHT * max(0.0, lat.cuts[j - 1].ink - CUT_FREE)
+    return scores
 
 
-def choose_split(options: list[list[Glyph]], confidences: list[np.ndarray], height: float) -> int:
-    """Index of the best-scoring option."""
-    scores = [option_score(p, c, height) for p, c in zip(options, confidences, strict=True)]
-    return int(np.argmax(scores))
+def best_path(lat: Lattice, scores: np.ndarray) -> list[int]:
+    """Indices of the edges, left to right, of the best-scoring way through the lattice (Viterbi)."""
+    n = len(lat.cuts) + 2
+    best = np.full(n, -np.inf)
+    best[0] = 0.0
+    back = [-1] * n
+    for e in sorted(range(len(lat.edges)), key=lambda e: lat.edges[e]):
+        i, j = lat.edges[e]
+        if best[i] + scores[e] > best[j]:
+            best[j], back[j] = best[i] + scores[e], e
+    path, j = [], n - 1
+    while j > 0:
+        path.append(back[j])
+        j = lat.edges[back[j]][0]
+    return path[::-1]

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .augment import augment_batch
 from .checkpoint import model_from_tensors, optimizer_state, read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -28,7 +29,7 @@ from .errors import DigitocrError
 from .fsutil import atomic_write_text
 from .inference import evaluate
 from .model import build_model
-from .runtime import autocast, environment, resolve_device, set_threads, use_bf16
+from .runtime import autocast, environment, set_threads, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,27 @@ def iterations_for(cfg: TrainConfig, n_train: int) -> int:
     if cfg.epochs is None:
         return cfg.iterations
     return math.ceil(cfg.epochs * n_train / cfg.batch_size)
+
+
+class EpochBatches:
+    """BatchOrder's batches as slices of each epoch's shuffled copy of the data: one gather per epoch
+    instead of one per step. A batch that straddles two epochs is gathered by index, as BatchOrder says."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, order: BatchOrder):
+        self.x, self.y, self.order = x, y, order
+        self._epoch, self._xs, self._ys = -1, x, y
+
+    def __call__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.order.batch_size
+        epoch, offset = divmod(iteration * b, self.order.n)
+        if offset + b > self.order.n:
+            idx = self.order.indices(iteration)
+            return self.x[idx], self.y[idx]
+        if epoch != self._epoch:
+            perm = self.order.permutation(epoch)
+            self._xs = self.x[perm].contiguous(memory_format=torch.channels_last)  # (N, 1, 28, 28)
+            self._ys, self._epoch = self.y[perm], epoch
+        return self._xs[offset:offset + b], self._ys[offset:offset + b]
 
 
 @dataclass
@@ -131,10 +153,13 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         progress: bool = True, quiet: bool = False) -> FitResult:
     """Train (or continue training) per `cfg`; with `run_dir`, checkpoint there and resume from it."""
     run_dir = Path(run_dir) if run_dir is not None else None
-    device = resolve_device(cfg.device)
+    ctx = distributed.setup(cfg.device, cfg.batch_size)  # one process, or this rank of a torchrun job
+    device = ctx.device
     set_threads(cfg.threads)
     bf16 = use_bf16(cfg.precision, device)
+    quiet, progress = quiet or not ctx.is_main, progress and ctx.is_main
     say = (lambda msg: None) if quiet else tqdm.write
+    writer = run_dir if ctx.is_main else None  # only rank 0 writes the run folder
 
     # ---- data: the whole training split as one tensor on the device
     if data is None:
@@ -142,6 +167,8 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     if data.train.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DigitocrError(f"training images are {data.train.images.shape[1:]}, the networks need 28x28")
     train_x = images_to_tensor(data.train.images, device)  # (N, 1, 28, 28)
+    if bf16 and not cfg.augment:  # kept in the compute dtype: autocast would convert every batch anyway
+        train_x = train_x.to(torch.bfloat16)
     train_y = torch.from_numpy(data.train.labels).to(device)  # (N,)
     n_steps = iterations_for(cfg, len(train_y))
 
@@ -151,7 +178,8 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         tensors, meta = read_checkpoint(ckpt)
         model = model_from_tensors(tensors, meta, str(ckpt)).to(device)
         start = int(meta["iterations"])
-        _trim_metrics(run_dir, start)
+        if writer is not None:
+            _trim_metrics(writer, start)
         if "rng.torch" in tensors:
             torch.set_rng_state(tensors["rng.torch"])
         opt_state = optimizer_state(tensors, meta)
@@ -161,26 +189,28 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         start, opt_state = 0, None
         if cfg.schedule_iterations is None:
             cfg = dataclasses.replace(cfg, schedule_iterations=n_steps)
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if run_dir is not None:
-        atomic_write_text(run_dir / ENVIRONMENT, json.dumps(environment(), indent=2) + "\n")
+        if writer is not None:
+            writer.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(writer / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if writer is not None:
+        env = environment() | {"world_size": ctx.world_size}
+        atomic_write_text(writer / ENVIRONMENT, json.dumps(env, indent=2) + "\n")
     model = model.to(memory_format=torch.channels_last)
+    net = distributed.wrap(model, ctx)  # DDP averages gradients across ranks; `model` stays the plain module
     optimizer = make_optimizer(model, cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
     horizon = cfg.schedule_iterations if cfg.schedule_iterations is not None else n_steps
 
     def save(iterations: int) -> None:
-        if run_dir is None:
+        if writer is None:
             return
         meta = {"model_config": dataclasses.asdict(cfg.model), "iterations": iterations,
                 "preset": cfg.preset, "seed": cfg.seed, "dataset": data.name}
-        save_checkpoint(run_dir / CHECKPOINT, model, meta, optimizer, torch.get_rng_state())
+        save_checkpoint(writer / CHECKPOINT, model, meta, optimizer, torch.get_rng_state())
 
     # ---- the loop
-    order = BatchOrder(len(train_y), cfg.batch_size, cfg.seed)
+    batches = EpochBatches(train_x, train_y, BatchOrder(len(train_y), cfg.batch_size, cfg.seed))
     end = start + n_steps
     model.train()
     t0 = time.perf_counter()
@@ -188,15 +218,16 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     with _StopFlag() as flag, tqdm(total=n_steps, disable=not progress, unit="it", leave=False,
                                    dynamic_ncols=True) as bar:
         for it in range(start, end):
-            idx = order.indices(it)
-            x, y = train_x[idx], train_y[idx]  # (B, 1, 28, 28), (B,)
+            x, y = (ctx.shard(t) for t in batches(it))  # this rank's slice of the global batch
+            # (B / world, 1, 28, 28), (B / world,)
             if cfg.augment:
-                x = augment_batch(x, torch.Generator().manual_seed(cfg.seed * _AUG_STREAM + it))
+                aug_seed = (cfg.seed * _AUG_STREAM + it) * ctx.world_size + ctx.rank
+                x = augment_batch(x, torch.Generator().manual_seed(aug_seed), cfg.augmentation)
             lr = lr_at(it, cfg, horizon)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast(device, bf16):
-                logits = model(x)
+                logits = net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -208,25 +239,28 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
                     acc = (model(x).argmax(1) == y).float().mean().item()
                 model.train()
                 say(f"Optimization Iteration: {it + 1:>6}, Training Accuracy: {acc:>6.1%}")
-                _append_metrics(run_dir, {"iteration": it + 1, "train_accuracy": acc, "loss": loss.item(),
+                _append_metrics(writer, {"iteration": it + 1, "train_accuracy": acc, "loss": loss.item(),
                                           "lr": lr, "elapsed_s": round(time.perf_counter() - t0, 3)})
             done = it + 1
-            if cfg.eval_every and done % cfg.eval_every == 0:
+            if cfg.eval_every and done % cfg.eval_every == 0 and ctx.is_main:
                 val = evaluate(model, data.validation, bf16)
-                _append_metrics(run_dir, {"iteration": done, "split": "validation", "accuracy": val.accuracy})
+                _append_metrics(writer, {"iteration": done, "split": "validation", "accuracy": val.accuracy})
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
             bar.update(1)
-            if flag.stop:
+            if distributed.any_rank(flag.stop, ctx):  # every rank stops at the same step
+                flag.stop = True
                 break
         else:
             it = end  # loop completed: `it` now counts steps done
     seconds = time.perf_counter() - t0
     iterations = it + 1 if flag.stop else end
+    distributed.check_replicas_agree(model, ctx)
     save(iterations)
     say(f"Time usage: {timedelta(seconds=round(seconds))}")
-    if len(data.validation) and not flag.stop:
+    if len(data.validation) and not flag.stop and ctx.is_main:
         val = evaluate(model, data.validation, bf16)
-        _append_metrics(run_dir, {"iteration": iterations, "split": "validation", "accuracy": val.accuracy,
+        _append_metrics(writer, {"iteration": iterations, "split": "validation", "accuracy": val.accuracy,
                                   "train_seconds": round(seconds, 3)})
+    distributed.teardown(ctx)
     return FitResult(model, iterations, seconds, flag.stop, run_dir)

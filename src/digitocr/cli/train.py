@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a network; continues the run folder's training if it exists")
     p.add_argument("--preset", choices=sorted(PRESETS), default="seed", help="training recipe (default: seed)")
-    p.add_argument("--run", default=None, help="run folder (default: runs/PRESET-seedN)")
+    p.add_argument("--run", "--run-dir", dest="run", default=None,
+                   help="run folder; under torchrun spell it --run-dir (default: runs/PRESET-seedN)")
     p.add_argument("--iterations", type=non_negative_int, default=None,
                    help="optimizer steps to add in this invocation (default: the preset's)")
     p.add_argument("--until", type=non_negative_int, default=None,

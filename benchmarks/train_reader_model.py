@@ -1,0 +1,349 @@
+"""Train the OCR reader's network: 10 digits plus an 11th class, "not one digit", on pipeline-framed crops.
+
+    python benchmarks/train_reader_model.py --out src/digitocr/pretrained/reader --seed 0
+
+Crops are made the way the Reader sees them. Short lines of 1-3 handwritten digits (MNIST's *training*
+split only; its first 5,000 images, the validation split, make the held-out set) are set touching or apart,
+slanted, rotated, blurred and thresholded like an ink map; then `segment.find_glyphs` and `segment.lattice`
+cut them exactly as the Reader does, and `preprocess.frame_digits` frames every whole glyph and every
+candidate part. Each part is labelled from which digit owns its ink: one digit's ink almost whole and almost
+alone is that digit; a pair, half a digit, or a digit with a chunk of its neighbour is "not one digit";
+parts in between are left out. A few crops are MNIST digits as given and digits seen at 8x8 (low resolution).
+
+Writes OUT.safetensors (digitocr checkpoint) and OUT.json (model card: held-out accuracy, the command, the
+data checksums, timings). `--check` fails when the held-out accuracy misses its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ocr_fixtures import Style, digit_ink, line_layout
+
+from digitocr.checkpoint import save_checkpoint
+from digitocr.config import ModelConfig
+from digitocr.constants import DATASETS, IMAGE_SIZE, NUM_CLASSES, PIXEL_MAX
+from digitocr.model import build_model
+from digitocr.preprocess import InkMap, frame_digits
+from digitocr.segment import find_glyphs, lattice, line_height
+
+log = logging.getLogger("train_reader_model")
+
+NOT_ONE = NUM_CLASSES  # class 10: not a single digit
+CLASSES = NUM_CLASSES + 1
+IGNORE = -1  # crops whose label is ambiguous are not trained on
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """How training lines are drawn (uniform ranges unless noted)."""
+
+    digits_weights: tuple[float, float, float] = (0.3, 0.5, 0.2)  # lines of 1, 2, 3 digits
+    touch_chance: float = 0.8  # each neighbouring pair touches (else a gap)
+    height_px: tuple[float, float] = (18.0, 60.0)  # log-uniform: digit height at the Reader's working scale
+    pen: tuple[float, float] = (0.6, 1.6)
+    touch_px: tuple[float, float] = (0.0, 0.08)  # overlap of touching strokes, in heights
+    gap: tuple[float, float] = (0.03, 0.4)  # gap between digits that don't touch, in heights
+    slant: tuple[float, float] = (-0.3, 0.3)  # horizontal shear per row
+    rotation_deg: tuple[float, float] = (-10.0, 10.0)
+    blur_px: tuple[float, float] = (0.0, 1.2)
+    threshold: tuple[float, float] = (0.3, 0.65)  # ink-map threshold on coverage: thicker or thinner strokes
+    speck_chance: float = 0.2  # a few specks of noise near the digits
+    mnist_share: float = 0.05  # extra crops: MNIST digits as given ...
+    lowres_share: float = 0.05  # ... and seen at 8x8, upsampled 4x (bicubic)
+    lowres_side: tuple[int, int] = (6, 10)
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """One digit's ink almost whole and almost alone is that digit; clearly less or more is not one digit."""
+
+    whole: float = 0.9  # share of the digit's ink in the part
+    alone: float = 0.9  # share of the part's ink that is the digit's
+    not_whole: float = 0.75
+    not_alone: float = 0.8
+
+
+def render_line(rng: np.random.Generator, images: np.ndarray, k: Knobs) -> tuple[np.ndarray, np.ndarray]:
+    """A line of len(images) digits -> (ink (H, W) float32 as ink_map makes it, owner (H, W) int8, -1 = paper)."""
+    height = round(float(np.exp(rng.uniform(*np.log(k.height_px)))))
+    pen = rng.uniform(*k.pen)
+    inks = [_shear(digit_ink(im, height, pen), rng.uniform(*k.slant)) for im in images]
+    touch = tuple(i for i in range(len(images) - 1) if rng.uniform() < k.touch_chance)
+    style = Style(height=height, touch=touch, touch_px=rng.uniform(*k.touch_px), spacing=rng.uniform(*k.gap))
+    xs, tops, (h, w) = line_layout(inks, style, rng)
+    pad = height // 2
+    layers = np.zeros((len(inks), h + 2 * pad, w + 2 * pad), np.float32)  # (n, H, W) each digit's coverage
+    for layer, x, top, ink in zip(layers, xs, tops, inks, strict=True):
+        layer[pad + top:pad + top + ink.shape[0], pad + x:pad + x + ink.shape[1]] = ink
+    layers = _rotate(layers, rng.uniform(*k.rotation_deg))
+    sigma = rng.uniform(*k.blur_px)
+    if sigma > 0.3:
+        layers = np.stack([cv2.GaussianBlur(layer, (0, 0), sigma) for layer in layers])
+    cover = layers.max(0)
+    if rng.uniform() < k.speck_chance:
+        _add_specks(cover, rng, height)
+    ink = np.clip(cover * (0.5 / rng.uniform(*k.threshold)), 0, 1).astype(np.float32)
+    owner = np.where(ink >= 0.5, layers.argmax(0), -1).astype(np.int8)
+    owner[(ink >= 0.5) & (layers.max(0) < 0.05)] = -1  # specks belong to no digit
+    return ink, owner
+
+
+def _shear(ink: np.ndarray, s: float) -> np.ndarray:
+    h, w = ink.shape
+    extra = int(abs(s) * h) + 1
+    m = np.array([[1, -s, extra / 2 + s * h / 2], [0, 1, 0]], np.float32)
+    return cv2.warpAffine(ink, m, (w + extra, h), flags=cv2.INTER_LINEAR)
+
+
+def _rotate(layers: np.ndarray, degrees: float) -> np.ndarray:
+    _, h, w = layers.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return np.stack([cv2.warpAffine(layer, m, (w, h), flags=cv2.INTER_LINEAR) for layer in layers])
+
+
+def _add_specks(cover: np.ndarray, rng: np.random.Generator, height: int) -> None:
+    h, w = cover.shape
+    for _ in range(int(rng.integers(1, 4))):
+        r = max(1, round(rng.uniform(0.02, 0.06) * height))
+        cv2.circle(cover, (int(rng.integers(0, w)), int(rng.integers(0, h))), r, 1.0, -1)
+
+
+def line_crops(ink: np.ndarray, owner: np.ndarray, labels: np.ndarray,
+               lab: Labelling) -> tuple[list[np.ndarray], list[int]]:
+    """Every whole glyph and every candidate part the Reader would try, with its label."""
+    totals = np.bincount(owner[owner >= 0].ravel(), minlength=len(labels))  # each digit's ink pixels
+    parts = []
+    for line in find_glyphs(InkMap(ink, True, 0.5)):
+        height = line_height(line)
+        for glyph in line:
+            parts += lattice(glyph, height).parts
+    ys = []
+    for part in parts:
+        x, y, w, h = part.box
+        own = owner[y:y + h, x:x + w][part.ink >= 0.5]
+        counts = np.bincount(own[own >= 0], minlength=len(labels))
+        ys.append(label_part(counts, totals, own.size, labels, lab))
+    return [p.ink for p in parts], ys
+
+
+def label_part(counts: np.ndarray, totals: np.ndarray, size: int, labels: np.ndarray, lab: Labelling) -> int:
+    """The digit a part shows, NOT_ONE, or IGNORE when it is in between."""
+    main = int(np.argmax(counts))
+    whole = counts[main] / max(int(totals[main]), 1)
+    alone = counts[main] / max(size, 1)
+    if whole >= lab.whole and alone >= lab.alone:
+        return int(labels[main])
+    if whole < lab.not_whole or alone < lab.not_alone:
+        return NOT_ONE
+    return IGNORE
+
+
+def lowres(image: np.ndarray, rng: np.random.Generator, k: Knobs) -> np.ndarray:
+    """An MNIST digit as an 8x8 scan would hold it, upsampled 4x (bicubic) like the optdigits benchmark."""
+    side = int(rng.integers(*k.lowres_side, endpoint=True))
+    g = image.astype(np.float32) / PIXEL_MAX
+    ys, xs = np.nonzero(g > 0.1)
+    g = g[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    small = cv2.resize(g, (side, side), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, (4 * side, 4 * side), interpolation=cv2.INTER_CUBIC)
+    return np.clip(up * (0.5 / rng.uniform(0.3, 0.6)), 0, 1).astype(np.float32)
+
+
+def make_crops(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k: Knobs = Knobs(),
+               lab: Labelling = Labelling(), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (N, 28, 28) uint8, labels (N,) int64 in 0..10) from `lines` random lines, deterministically."""
+    rng = np.random.default_rng(seed)
+    inks: list[np.ndarray] = []
+    ys: list[int] = []
+    t0 = time.perf_counter()
+    for n in range(lines):
+        count = int(rng.choice(len(k.digits_weights), p=np.array(k.digits_weights) / sum(k.digits_weights))) + 1
+        pick = rng.integers(0, len(images), count)
+        ink, owner = render_line(rng, images[pick], k)
+        part_inks, part_ys = line_crops(ink, owner, labels[pick], lab)
+        inks += part_inks
+        ys += part_ys
+        if progress and (n + 1) % 1000 == 0:
+            print(f"\r  lines {n + 1}/{lines}  crops {len(ys)}  {time.perf_counter() - t0:.0f}s", end="",
+                  file=sys.stderr, flush=True)
+    extra = round((k.mnist_share + k.lowres_share) * len(ys))
+    pick = rng.integers(0, len(images), extra)
+    n_mnist = round(extra * k.mnist_share / (k.mnist_share + k.lowres_share))
+    inks += [images[i].astype(np.float32) / PIXEL_MAX for i in pick[:n_mnist]]
+    inks += [lowres(images[i], rng, k) for i in pick[n_mnist:]]
+    ys += [int(labels[i]) for i in pick]
+    if progress:
+        print(file=sys.stderr)
+    crops = np.round(frame_digits(inks) * PIXEL_MAX).astype(np.uint8)
+    y = np.array(ys, np.int64)
+    keep = y != IGNORE
+    return crops[keep], y[keep]
+
+
+# --- training ---
+
+
+@dataclass(frozen=True)
+class Recipe:
+    lines: int = 40_000  # training lines (each gives ~8 crops)
+    heldout_lines: int = 4_000
+    quick_lines: int = 300  # the first lines of the held-out set: the test suite regenerates these
+    epochs: float = 6.0
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    seed: int = 0
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first 10%, then cosine down to 1% of the peak."""
+    warm = max(1, total // 10)
+    if step < warm:
+        return peak * (0.1 + 0.9 * step / warm)
+    t = (step - warm) / max(1, total - warm)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fit(x: np.ndarray, y: np.ndarray, r: Recipe, progress: bool = True) -> torch.nn.Module:
+    """Train the seed-size network (11 outputs) on framed crops; returns it in eval mode."""
+    torch.manual_seed(r.seed)
+    model = build_model(ModelConfig(arch="seed", init="default", num_classes=CLASSES))
+    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+    xt = torch.from_numpy(x)  # (N, 28, 28) uint8
+    yt = torch.from_numpy(y)
+    steps_per_epoch = math.ceil(len(y) / r.batch_size)
+    total = int(r.epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(r.seed)
+    order = torch.randperm(len(y), generator=g)
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(total):
+        at = (step % steps_per_epoch) * r.batch_size
+        if step and at == 0:
+            order = torch.randperm(len(y), generator=g)
+        idx = order[at:at + r.batch_size]
+        xb = xt[idx].unsqueeze(1).float() / PIXEL_MAX  # (B, 1, 28, 28)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, r.lr)
+        loss = F.cross_entropy(model(xb), yt[idx], label_smoothing=r.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress and (step % 50 == 0 or step == total - 1):
+            print(f"\r  step {step + 1}/{total}  loss {loss.item():.3f}  {time.perf_counter() - t0:.0f}s", end="",
+                  file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 11) probabilities."""
+    out = [torch.softmax(model(torch.from_numpy(x[i:i + batch]).unsqueeze(1).float() / PIXEL_MAX), 1)
+           for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, CLASSES), np.float32)
+
+
+def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy over 11 classes; on single digits: digit accuracy and false rejects; on the rest: rejects."""
+    pred = probs.argmax(1)
+    one = y != NOT_ONE
+    digit_pred = probs[:, :NUM_CLASSES].argmax(1)
+    return {"n": int(len(y)), "accuracy": float((pred == y).mean()),
+            "digit_accuracy": float((digit_pred[one] == y[one]).mean()),
+            "false_reject": float((pred[one] == NOT_ONE).mean()),
+            "reject_recall": float((pred[~one] == NOT_ONE).mean()), "not_one_share": float((~one).mean())}
+
+
+def data_checksums() -> dict[str, str]:
+    mnist = DATASETS["mnist"]["sha256"]
+    return {name: mnist[name] for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")}
+
+
+def heldout(validation, r: Recipe, lines: int) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out crops: lines drawn from MNIST's validation split (never trained on), fixed seed."""
+    return make_crops(validation.images, validation.labels, lines, seed=r.seed + 1_000_001)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="src/digitocr/pretrained/reader",
+                   help="output path without suffix (default: src/digitocr/pretrained/reader)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for data and training (default: 0)")
+    p.add_argument("--lines", type=int, default=Recipe.lines, help=f"training lines (default: {Recipe.lines})")
+    p.add_argument("--epochs", type=float, default=Recipe.epochs, help=f"(default: {Recipe.epochs})")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--target", type=float, default=0.97,
+                   help="minimum held-out 11-class accuracy for --check (default: 0.97)")
+    p.add_argument("--check", action="store_true", help="exit 1 when the target is missed (default: off)")
+    p.add_argument("--dry-run", action="store_true", help="tiny data and one epoch, to test the path")
+    p.add_argument("--no-progress", action="store_true", help="no status line (default: shown)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from digitocr.data.datasets import load_dataset
+
+    torch.set_num_threads(args.threads)
+    r = Recipe(lines=args.lines, epochs=args.epochs, seed=args.seed)
+    if args.dry_run:
+        r = Recipe(lines=200, heldout_lines=50, quick_lines=20, epochs=1.0, seed=args.seed)
+    data = load_dataset("mnist", progress=False)  # train (55,000) and validation (the first 5,000)
+    t0 = time.perf_counter()
+    x, y = make_crops(data.train.images, data.train.labels, r.lines, r.seed, progress=not args.no_progress)
+    hx, hy = heldout(data.validation, r, r.heldout_lines)
+    qx, qy = heldout(data.validation, r, r.quick_lines)
+    data_s = time.perf_counter() - t0
+    log.info("crops: %d training (%.1f%% not one digit), %d held out; %.0f s", len(y), 100 * (y == NOT_ONE).mean(),
+             len(hy), data_s)
+    t1 = time.perf_counter()
+    model = fit(x, y, r, progress=not args.no_progress)
+    train_s = time.perf_counter() - t1
+    held, quick = scores(predict(model, hx), hy), scores(predict(model, qx), qy)
+    log.info("held out: %s", json.dumps({k: round(v, 4) for k, v in held.items()}))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model_config": asdict(model.cfg), "iterations": int(r.epochs * math.ceil(len(y) / r.batch_size)),
+            "preset": "reader", "seed": r.seed, "dataset": "mnist"}
+    save_checkpoint(out.with_suffix(".safetensors"), model, meta)
+    weights = out.with_suffix(".safetensors").read_bytes()
+    card = {
+        "name": out.name, "classes": [str(d) for d in range(NUM_CLASSES)] + ["not one digit"],
+        "architecture": "seed network, 11 outputs", "parameters": sum(p.numel() for p in model.parameters()),
+        "trained_on": "pipeline-framed crops of MNIST training-split digits (lines of 1-3, touching or apart)",
+        "heldout": {**held, "lines": r.heldout_lines, "source": "MNIST validation split (first 5,000)"},
+        "heldout_quick": {**quick, "lines": r.quick_lines},
+        "recipe": asdict(r), "knobs": asdict(Knobs()), "labelling": asdict(Labelling()),
+        "command": " ".join(["python", *sys.argv]), "data_sha256": data_checksums(),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "seconds": {"data": round(data_s), "train": round(train_s)},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "cpu": platform.processor() or platform.machine(), "threads": args.threads},
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    log.info("wrote %s (%d bytes) and its card", out.with_suffix(".safetensors"), len(weights))
+    if args.check and held["accuracy"] < args.target:
+        log.error("held-out accuracy %.4f is below the target %.4f", held["accuracy"], args.target)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
