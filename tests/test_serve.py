@@ -206,6 +206,33 @@ def test_settings_build_one_reader_per_thread():
         assert len(readers) == 2 and readers[0].classifier is not readers[1].classifier
 
 
+def test_a_slow_upload_is_cut_off_with_408(reader):
+    """Through uvicorn itself (TestClient buffers whole bodies): headers, a trickle, then silence."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(reader, timeout_s=0.3), log_level="warning"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        with socket.create_connection(sock.getsockname(), timeout=5) as conn:
+            conn.sendall(b"POST /v1/read HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + bytes(10))
+            response = conn.recv(4096).decode()
+        head, _, body = response.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 408")
+        assert "0.3 s" in json.loads(body)["error"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ The exported graph takes `images` (N, 1, 28, 28) float32 in [0, 1] with a dynami
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fsutil import atomic_write
-from .constants import DATA_ENV, DEFAULT_DATA_DIR, IMAGE_SIZE, NUM_CHANNELS
+from .constants import DATA_ENV, DEFAULT_DATA_DIR, IMAGE_SIZE, NUM_CHANNELS, NUM_CLASSES
 from .data.tensors import images_to_tensor
 from .errors import DigitocrError
+from .fsutil import atomic_write
 from .inference import predict_logits
 from .registry import PRETRAINED_DIR, load_model, resolve_model_path
 
@@ -45,7 +46,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = ONNX_OPS
     model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     example = torch.zeros(EXPORT_EXAMPLE_BATCH, NUM_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
     batch = torch.export.Dim(BATCH_AXIS, min=1)
-    with warnings.catch_warnings(), _quiet_exporter():
+    with warnings.catch_warnings(), quiet_exporter():
         warnings.simplefilter("ignore")  # the exporter's deprecation notices are not ours to act on
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -56,19 +57,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = ONNX_OPS
     return path
 
 
-class _quiet_exporter:
-    """The dynamo exporter logs its progress and optional-op warnings at WARNING; keep them out of the CLI."""
+EXPORTER_LOGGERS = ("torch.onnx", "torch._export", "torch.export", "onnxscript")
 
-    NAMES = ("torch.onnx", "torch._export", "torch.export", "onnxscript")
 
-    def __enter__(self):
-        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
-        for n in self.NAMES:
-            logging.getLogger(n).setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        for n, level in self.levels.items():
-            logging.getLogger(n).setLevel(level)
+@contextlib.contextmanager
+def quiet_exporter():
+    """The dynamo exporter logs progress and optional-op notices at WARNING; keep them out of the CLI."""
+    loggers = [logging.getLogger(n) for n in EXPORTER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):
@@ -152,6 +155,11 @@ class OnnxClassifier:
     def name(self) -> str:
         return self.path
 
+    @property
+    def classes(self) -> int:
+        size = self.session.get_outputs()[0].shape[1]
+        return size if isinstance(size, int) else NUM_CLASSES
+
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) float32 -> (N, 10) float32 logits."""
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -159,7 +167,7 @@ class OnnxClassifier:
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops, dtype=np.float32)
         if len(crops) == 0:
-            return np.empty((0, 10), np.float32)
+            return np.empty((0, self.classes), np.float32)
         return softmax(self.logits(crops[:, None]))  # (N, 1, 28, 28) -> (N, 10)
 
     def __repr__(self) -> str:

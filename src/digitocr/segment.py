@@ -52,7 +52,13 @@ MIN_PART = 0.12  # no cut leaves a part narrower than this ...
 MAX_PART = 1.5  # ... and parts wider than this are only tried between neighbouring cuts
 CUT_SPACING = 0.08  # candidate cuts are at least this far apart where they cross the middle row
 MAX_CUT_INK = 3.0  # a path crossing more ink than this is no junction of two digits
-DRIFT = 0.5  # a cut's path moving sideways by one line height costs this much (it follows gaps)
+DRIFT = 3.0  # a cut's path moving sideways by one line height costs this much (it follows gaps)
+THROUGH_ROWS = (0.5,)  # shortest-path cuts pass through points of these rows (fractions of the height)
+STRAIGHT_CUTS = 2  # straight cuts tried at the lowest points of the column profile, for each of ...
+SLANTS = (-0.4, -0.2, 0.0, 0.2, 0.4)  # ... these slants (columns per row; positive leans right at the top)
+MIN_SIDE_INK = 0.08  # a cut leaves at least this share of the glyph's ink on either side
+SAME_CUT = 0.03  # cuts that split the ink differently by less than this share are one cut
+MAX_CUTS_PER_HEIGHT = 5.0  # at most this many cuts per line height of glyph width
 SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
 WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
 WIDE_SIGMA = 0.25  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
@@ -259,42 +265,90 @@ def lattice(glyph: Glyph, height: float) -> Lattice:
 
 
 def find_cuts(glyph: Glyph, height: float) -> list[Cut]:
-    """Candidate junctions, left to right: the cheapest top-to-bottom paths through each column of the
-    middle row, where they cross little ink (shortest-path cuts bend around strokes into the gap)."""
+    """Candidate junctions, left to right: shortest-path cuts (the cheapest top-to-bottom paths through
+    points of a few rows, bending around strokes into the gaps) and straight cuts at the column profile's
+    minima; those that cross little ink, leave real ink on both sides and split it differently."""
     mask = glyph.ink >= 0.5
-    h, w = mask.shape
+    w = mask.shape[1]
     stroke = max(stroke_width(mask.astype(np.uint8)), 1.0)
     cost = np.minimum(glyph.ink, 1.0) / stroke  # (h, w) stroke widths crossed per pixel
-    step = DRIFT / max(height, 1.0)  # per column moved sideways
-    down, down_move = _path_costs(cost, step)
-    up, up_move = _path_costs(cost[::-1], step)
-    m = h // 2
-    through = down[m] + up[h - 1 - m] - cost[m]  # (w,) the best path through (m, c)
     margin = max(1, int(MIN_PART * height))
-    spacing = max(1, int(CUT_SPACING * height))
-    chosen: list[int] = []
-    for c in np.argsort(through[margin:w - margin], kind="stable") + margin:
-        if through[c] > MAX_CUT_INK:
+    if w <= 2 * margin:
+        return []
+    candidates = _shortest_path_cuts(cost, DRIFT / max(height, 1.0), margin, int(CUT_SPACING * height) or 1)
+    candidates += _straight_cuts(cost, margin, int(CUT_SPACING * height) or 1)
+    total = int(mask.sum())
+    most = max(1, int(MAX_CUTS_PER_HEIGHT * w / max(height, 1.0)))
+    cuts: list[Cut] = []
+    lefts: list[np.ndarray] = []
+    cols = np.arange(w)[None, :]
+    for cut in sorted(candidates, key=lambda c: c.ink):
+        if cut.ink > MAX_CUT_INK or len(cuts) >= most:
             break
+        left = mask & (cols < cut.path[:, None])
+        n = int(left.sum())
+        if min(n, total - n) < MIN_SIDE_INK * total:
+            continue
+        if any(int((left ^ seen).sum()) < SAME_CUT * total for seen in lefts):
+            continue
+        cuts.append(cut)
+        lefts.append(left)
+    return sorted(cuts, key=lambda cut: float(cut.path.mean()))
+
+
+def _straight_cuts(cost: np.ndarray, margin: int, spacing: int) -> list[Cut]:
+    """Straight cuts along each slant (handwriting leans): per slant, the few crossing least ink among
+    those that leave at least MIN_SIDE_INK of the ink on either side."""
+    h, w = cost.shape
+    rows = np.arange(h)[:, None]
+    padded = np.pad(cost, ((0, 0), (1, 1)))  # columns 0 and w + 1 are paper
+    before = np.concatenate([np.zeros((h, 1)), np.cumsum(cost, 1)], 1)  # (h, w + 1) ink left of each column
+    total = before[:, -1].sum()
+    cuts = []
+    for slant in SLANTS:
+        offsets = np.round(slant * (np.arange(h) - h / 2)).astype(int)  # (h,) the cut's shift per row
+        cols = np.arange(w)[None, :] + offsets[:, None]  # (h, w): the cut left of column cols[r, c] in row r
+        profile = padded[rows, np.clip(cols, -1, w) + 1].sum(0)  # (w,) ink each cut crosses
+        left = before[rows, np.clip(cols, 0, w)].sum(0)  # (w,) ink left of each cut
+        side = np.minimum(left, total - left) >= MIN_SIDE_INK * total
+        profile = np.where(side, profile, np.inf)
+        for c in _spaced_minima(profile, margin, spacing)[:STRAIGHT_CUTS]:
+            if np.isfinite(profile[c]):
+                cuts.append(Cut(np.clip(c + offsets, 0, w), float(profile[c])))
+    return cuts
+
+
+def _spaced_minima(values: np.ndarray, margin: int, spacing: int) -> list[int]:
+    """Columns in [margin, len - margin) by increasing value, each at least `spacing` from those before."""
+    chosen: list[int] = []
+    for c in np.argsort(values[margin:len(values) - margin], kind="stable") + margin:
         if all(abs(int(c) - d) >= spacing for d in chosen):
             chosen.append(int(c))
-    cuts, seen = [], set()
-    for c in chosen:
-        path = np.empty(h, int)
-        path[m] = c
-        for r in range(m, 0, -1):  # back up to the top ...
-            path[r - 1] = path[r] + down_move[r, path[r]]
-        flipped = h - 1 - m
-        col = c
-        for r in range(flipped, 0, -1):  # ... and down to the bottom (rows flipped)
-            col += int(up_move[r, col])
-            path[h - r] = col
-        path = path + 1  # the path's own pixel goes left; columns < path[r] are left of it
-        left = int((mask & (np.arange(w)[None, :] < path[:, None])).sum())
-        if 0 < left < mask.sum() and left not in seen:
-            seen.add(left)
-            cuts.append(Cut(path, float(through[c])))
-    return sorted(cuts, key=lambda cut: float(cut.path.mean()))
+    return chosen
+
+
+def _shortest_path_cuts(cost: np.ndarray, step: float, margin: int, spacing: int) -> list[Cut]:
+    """For each of a few rows, the cheapest paths through its columns (spaced apart), as cuts."""
+    h, _ = cost.shape
+    down, down_move = _path_costs(cost, step)
+    up, up_move = _path_costs(cost[::-1], step)
+    cuts = []
+    for fraction in THROUGH_ROWS:
+        m = min(h - 1, int(fraction * h))
+        through = down[m] + up[h - 1 - m] - cost[m]  # (w,) the best path through (m, c)
+        for c in _spaced_minima(through, margin, spacing):
+            if through[c] > MAX_CUT_INK:
+                break
+            path = np.empty(h, int)
+            path[m] = c
+            for r in range(m, 0, -1):  # back up to the top ...
+                path[r - 1] = path[r] + down_move[r, path[r]]
+            col = c
+            for r in range(h - 1 - m, 0, -1):  # ... and down to the bottom (rows flipped)
+                col += int(up_move[r, col])
+                path[h - r] = col
+            cuts.append(Cut(path + 1, float(through[c])))  # the path's own pixels go left
+    return cuts
 
 
 def _path_costs(cost: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:

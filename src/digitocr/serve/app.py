@@ -29,19 +29,19 @@ log = logging.getLogger(__name__)
 
 def build_readers(settings: ServeSettings) -> list[Any]:
     """One Reader per inference thread, each with its own network, all with the server's image limits."""
+    import torch
+
     from ..classifier import TorchClassifier
     from ..ocr import Reader
     from ..registry import load_model
 
     threads = settings.inference_threads()
+    torch.set_num_threads(1)  # parallelism comes from the pool's threads, one core each
     if settings.backend == "onnxruntime":
         from ..export import OnnxClassifier
 
         classifiers = [OnnxClassifier.from_model(settings.model, threads=1) for _ in range(threads)]
     elif settings.backend == "torch":
-        import torch
-
-        torch.set_num_threads(1)  # parallelism comes from the pool's threads, one core each
         classifiers = [TorchClassifier(load_model(settings.model)) for _ in range(threads)]
     else:
         raise DigitocrError(f"--backend {settings.backend!r}: choose torch or onnxruntime")

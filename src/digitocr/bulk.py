@@ -1,0 +1,74 @@
+"""Bulk OCR: tens of thousands of files, read in parallel worker processes, into a resumable JSON-lines file.
+
+Each worker process loads its own Reader once (one torch thread each, so N workers use N cores) and runs
+the whole pipeline per file; the parent only writes results, in input order, one flushed line per file.
+A file whose line is already in the output (without an error) is skipped, so an interrupted run continues
+where it stopped; a bad file becomes an error line and never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_CHUNK = 8  # files per task sent to a worker: amortises inter-process overhead, keeps order fine-grained
+_reader: Any = None  # the worker process's Reader, created once by _init_worker
+
+
+def completed_files(output: Path) -> set[str]:
+    """Files already read successfully according to an existing output file (torn last lines ignored)."""
+    done: set[str] = set()
+    if not output.exists():
+        return done
+    for line in output.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill: that file is read again
+        if isinstance(record, dict) and "file" in record and "error" not in record:
+            done.add(record["file"])
+    return done
+
+
+def _init_worker(reader_kwargs: dict) -> None:
+    global _reader  # one Reader per worker process, built once, not at import
+    from .ocr import Reader
+
+    torch.set_num_threads(1)
+    _reader = Reader(**reader_kwargs)
+
+
+def _read_one(path: str) -> dict:
+    from .errors import DigitocrError
+
+    try:
+        return _reader.read(path).to_dict()
+    except DigitocrError as e:
+        return {"file": path, "error": str(e)}
+
+
+def read_files(files: Iterable[Path], reader_kwargs: dict, jobs: int = 1) -> Iterator[dict]:
+    """Result dicts (the `read --json` object, or {"file", "error"}) in input order."""
+    names = [str(f) for f in files]
+    if jobs <= 1:
+        _init_worker(reader_kwargs)
+        yield from map(_read_one, names)
+        return
+    ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(reader_kwargs,)) as pool:
+        yield from pool.imap(_read_one, names, chunksize=_CHUNK)
+
+
+def open_output(output: Path):
+    """Append to the output, first completing a line torn by an earlier kill."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torn = output.exists() and output.stat().st_size > 0 and not output.read_bytes().endswith(b"\n")
+    f = open(output, "a")  # noqa: SIM115 - the caller closes it
+    if torn:
+        f.write("\n")
+    return f
