@@ -41,15 +41,17 @@ def aligned_correct(truth: str, pred: str) -> int:
     return -prev[-1][1]
 
 
-def read_set(reader, folder: Path, failures: list | None = None) -> dict[str, dict[str, float]]:
+def read_set(reader, folder: Path, failures: list | None = None, categories: list[str] | None = None,
+             repeat: int = 1) -> dict[str, dict[str, float]]:
     """Per category: images, exact-match rate, digit accuracy, images/s (bytes in memory -> text)."""
     truth = json.loads((folder / "truth.json").read_text())["images"]
+    truth = [i for i in truth if categories is None or i["category"] in categories] * repeat
     stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item in truth:
         data = (folder / item["file"]).read_bytes()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         text = reader.read(data, name=item["file"]).text
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if failures is not None and text != item["text"]:
             failures.append((item["file"], item["category"], item["text"], text))
         for key in (item["category"], "all"):
@@ -59,8 +61,10 @@ def read_set(reader, folder: Path, failures: list | None = None) -> dict[str, di
             s["digits"] += len(item["text"].replace("\n", ""))
             s["correct_digits"] += aligned_correct(item["text"], text)
             s["seconds"] += seconds
+            s["cpu_seconds"] += cpu
     return {k: {"images": int(s["images"]), "exact": s["exact"] / s["images"],
-                "digit_accuracy": s["correct_digits"] / s["digits"], "images_per_s": s["images"] / s["seconds"]}
+                "digit_accuracy": s["correct_digits"] / s["digits"], "images_per_s": s["images"] / s["seconds"],
+                "images_per_cpu_s": s["images"] / max(s["cpu_seconds"], 1e-9)}
             for k, s in stats.items()}
 
 
@@ -82,11 +86,12 @@ def optdigits(reader) -> dict[str, float]:
 
 def markdown(results: dict, opt: dict | None, model: str) -> str:
     order = ["isolated", "number", "touching", "multiline", "long", "inverted", "photo8", "all"]
-    rows = ["| category | images | exact match | digit accuracy | images/s |", "|---|---:|---:|---:|---:|"]
+    rows = ["| category | images | exact match | digit accuracy | images/s | images/CPU-s |",
+            "|---|---:|---:|---:|---:|---:|"]
     for k in [c for c in order if c in results]:
         r = results[k]
         rows.append(f"| {k} | {r['images']} | {r['exact']:.2%} | {r['digit_accuracy']:.2%} | "
-                    f"{r['images_per_s']:.0f} |")
+                    f"{r['images_per_s']:.0f} | {r['images_per_cpu_s']:.0f} |")
     text = f"Model: `{model}`\n\n" + "\n".join(rows)
     if opt:
         text += (f"\n\n| optdigits (UCI, 8x8, n={opt['n']}) | accuracy |\n|---|---:|\n"
@@ -108,7 +113,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", required=True, help="folder written by make_ocr_set.py")
     p.add_argument("--model", default="best", help="model spec (default: best)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--verifier", default="reader",
+                   help="network that scores cuts of touching digits: bundled name, run folder, checkpoint, "
+                        "or 'none' for the classifier's confidence (default: reader)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1; 0: torch's default)")
+    p.add_argument("--categories", default=None, help="only these categories, comma-separated (default: all)")
+    p.add_argument("--repeat", type=int, default=1, help="read every image this many times, for timing (default: 1)")
     p.add_argument("--no-optdigits", action="store_true", help="skip the optdigits table (default: run it)")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed (default: off)")
     p.add_argument("--failures", action="store_true", help="list the misread images (default: off)")
@@ -117,15 +127,18 @@ def main() -> int:
 
     from digitocr.ocr import Reader
 
-    torch.set_num_threads(args.threads)
-    reader = Reader(args.model)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    reader = Reader(args.model, verifier=None if args.verifier == "none" else args.verifier)
     reader.read(np.zeros((28, 28), np.uint8))  # warm-up: the first call pays for lazy initialisation
     failures: list = []
-    results = read_set(reader, Path(args.set), failures)
+    categories = args.categories.split(",") if args.categories else None
+    results = read_set(reader, Path(args.set), failures, categories, args.repeat)
     opt = None if args.no_optdigits else optdigits(reader)
-    print(markdown(results, opt, args.model))
+    print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, {torch.get_num_threads()} threads)"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "set": args.set, "results": results,
+        Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier, "set": args.set,
+                                               "threads": torch.get_num_threads(), "results": results,
                                                "optdigits": opt}, indent=1))
     if args.failures:
         for f in failures:

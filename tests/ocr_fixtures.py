@@ -193,6 +193,11 @@ def render(lines: list[list[np.ndarray]], style: Style) -> np.ndarray:
     """Lines of MNIST images -> an RGB photo (H, W, 3) uint8."""
     rng = np.random.default_rng(style.seed)
     ink = place(rotate(set_text(lines, style, rng), style.rotation), style, rng)  # (H, W) coverage
+    return photograph(ink, style, rng)
+
+
+def photograph(ink: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray:
+    """Ink coverage on a page (H, W) -> an RGB photo (H, W, 3) uint8: ink colour, lighting, blur, noise."""
     ink_rgb = np.array(INKS[style.ink], np.float32)
     if style.ink == "pencil":
         ink = ink * (1 - PENCIL_GRAIN * rng.random(ink.shape, dtype=np.float32))

@@ -80,6 +80,34 @@ def test_work_pixels_reduces_and_keeps_the_scale():
     assert img.pixels.shape == (200, 300) and img.original_size == (600, 400) and img.scale == 0.5
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("wanted", [0.1, 0.4, 2.0])
+def test_choose_scale_sees_a_preview_and_sets_the_scale(fmt, wanted):
+    g = gradient(900, 1200)
+    seen = []
+
+    def choose(preview):
+        seen.append(preview)
+        return wanted
+
+    img = load_grey(encode(Image.fromarray(g), fmt), choose_scale=choose)
+    [preview] = seen
+    assert preview.original_size == (1200, 900) and 128 <= max(preview.pixels.shape) <= 256
+    assert img.original_size == (1200, 900)
+    assert img.scale == pytest.approx(min(wanted, 1.0), abs=0.01)  # never enlarged
+    assert img.pixels.mean() == pytest.approx(g.mean() / 255, abs=0.02)  # the same picture
+
+
+def test_choose_scale_is_not_asked_about_small_images():
+    img = load_grey(encode(Image.fromarray(gradient(90, 120)), "JPEG"), choose_scale=lambda p: 1 / 0)
+    assert img.pixels.shape == (90, 120)
+
+
+def test_jpeg_is_decoded_straight_at_a_nearby_dct_scale():
+    img = load_grey(encode(Image.fromarray(gradient(900, 1200)), "JPEG"), choose_scale=lambda p: 0.55)
+    assert img.pixels.shape == (450, 600)  # 1/2: within DCT_SLACK of 0.55
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A valid 1x1 PNG whose header says width x height: a decompression bomb's signature."""
     data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,8 +67,31 @@ def test_two_lines(reader, digits):
     assert [d.line for d in result.digits] == [0, 0, 0, 1, 1, 1]
 
 
-def test_touching_pair(reader, digits):
-    assert reader.read(photo("350", Style(touch=(0,), touch_px=0.03, seed=12), digits)).text == "350"
+@pytest.mark.parametrize(("text", "touch", "seed"), [("350", (0,), 12), ("4821", (1,), 14), ("96", (0,), 15)])
+def test_touching_digits(reader, digits, text, touch, seed):
+    assert reader.read(photo(text, Style(touch=touch, touch_px=0.04, seed=seed), digits)).text == text
+
+
+def test_bundled_reader_reproduces_its_card():
+    """The bundled verifier's held-out accuracy (its card's quick set, regenerated here) and its checksum."""
+    import hashlib
+
+    from digitocr.classifier import load_classifier
+    from digitocr.registry import bundled_models, model_card
+
+    if "reader" not in bundled_models():
+        pytest.skip("no bundled reader model")
+    card = model_card("reader")
+    assert hashlib.sha256(bundled_models()["reader"].read_bytes()).hexdigest() == card["weights_sha256"]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from digitocr.data.datasets import load_dataset
+    from train_reader_model import heldout, scores
+
+    validation = load_dataset("mnist", progress=False).validation
+    x, y = heldout(validation, card["recipe"]["seed"], card["heldout_quick"]["lines"])
+    got = scores(load_classifier("reader")(x.astype(np.float32) / 255), y)
+    assert got["n"] == card["heldout_quick"]["n"]
+    assert got["accuracy"] == pytest.approx(card["heldout_quick"]["accuracy"], abs=0.003)
 
 
 @pytest.mark.parametrize("image", [np.full((600, 800), 230, np.uint8), np.zeros((1, 1), np.uint8),
@@ -101,6 +125,9 @@ def test_result_json_and_low_confidence(model, digits):
     assert set(sure) == {"file", "text", "digits"} and sure["file"] == "x.png"
     assert set(sure["digits"][0]) == {"digit", "confidence", "box", "line"}
     json.dumps(sure)
+    result = Reader(str(model)).read(photo("42", Style(), digits))
+    assert result.probabilities.shape == (2, 10) and result.crops.shape == (2, 28, 28)
+    assert [d.digit for d in result.digits] == list(result.probabilities.argmax(1))  # what the server sends
     unsure = Reader(str(model), min_confidence=1.01).read(photo("42", Style(), digits))
     assert unsure.text == "??" and all(d["low_confidence"] for d in unsure.to_dict()["digits"])
 

@@ -8,9 +8,12 @@ import pytest
 
 from digitocr.preprocess import (
     BOX,
+    CONTEXT,
     MNIST_CENTRE,
     MNIST_STROKE_RANGE,
     frame_digit,
+    frame_in_context,
+    framing,
     ink_map,
     mnist_stroke_stats,
     stroke_width,
@@ -107,3 +110,26 @@ def test_ink_map_finds_the_strokes_under_any_lighting(kw):
                                   np.random.default_rng(1).normal(0.8, 0.02, (300, 300)).astype(np.float32)])
 def test_blank_pages_have_no_ink(grey):
     assert ink_map(np.clip(grey, 0, 1)).mask.mean() < 1e-3  # at most specks, which segmentation drops
+
+
+def test_framing_map_matches_the_crop(mnist):
+    """framing's affine map, applied to the digit by cv2.warpAffine, lands where frame_digit put it."""
+    for img in mnist.images[:20]:
+        ink = np.pad(cv2.resize(img.astype(np.float32) / 255, (64, 87)), ((7, 3), (5, 9)))
+        crop, m = framing(ink)
+        warped = cv2.warpAffine(cv2.GaussianBlur(ink, (0, 0), 1.0), m, (28, 28))
+        assert np.corrcoef(crop.ravel(), warped.ravel())[0, 1] > 0.85
+        assert np.allclose(crop, frame_digit(ink))
+
+
+def test_context_shows_only_the_ink_around_a_part():
+    page = np.zeros((120, 200), np.float32)
+    part = ring(40, 4)  # (56, 40)
+    page[30:86, 50:90] = part
+    alone, in_context = frame_in_context(part, (50, 30, 40, 56), page)
+    assert np.allclose(alone, frame_digit(part)) and np.abs(in_context - alone).max() < 0.1
+    page[30:86, 92:96] = 1.0  # a stroke just right of the part
+    _, in_context = frame_in_context(part, (50, 30, 40, 56), page)
+    extra = in_context - alone
+    assert 0.5 * CONTEXT < extra.max() <= CONTEXT + 1e-6  # dimmed
+    assert extra[:, 20:].sum() > 10 * extra[:, :8].sum()  # on the right

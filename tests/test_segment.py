@@ -1,4 +1,4 @@
-"""segment: glyphs in reading order from synthetic ink (no model needed)."""
+"""segment: glyphs in reading order, candidate cuts and the lattice search, from synthetic ink (no model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from digitocr.preprocess import InkMap
-from digitocr.segment import Glyph, choose_split, find_glyphs, spaces_before, split_options
+from digitocr.segment import Glyph, Lattice, PathSearch, find_cuts, find_glyphs, spaces_before
 
 
 def ink_of(mask: np.ndarray) -> InkMap:
@@ -68,24 +68,92 @@ def test_wide_gap_is_a_space():
     assert spaces_before(line) == [False, False, True, False]
 
 
-def test_touching_zeros_are_offered_a_cut_at_the_junction():
+def touching_zeros() -> Glyph:
     page = np.zeros((60, 80), np.uint8)
     draw_zero(page, 10, 10)
     draw_zero(page, 33, 10)  # overlaps the first by 3 px
     [[glyph]] = find_glyphs(ink_of(page))
-    options = split_options(glyph, height=40)
-    two = [o for o in options if len(o) == 2]
-    assert two and any(abs(o[1].box[0] - 35) <= 3 for o in two)
-    # a confident two-digit reading beats a doubtful one-digit reading
-    confidences = [np.array([0.6])] + [np.full(len(o), 0.99) for o in options[1:]]
-    assert len(options[choose_split(options, confidences, 40)]) == 2
+    return glyph
 
 
-def test_a_single_digit_is_not_split_when_the_classifier_is_sure():
-    glyph = Glyph((0, 0, 30, 40), np.ones((40, 30), np.float32))
-    options = split_options(glyph, height=40)
-    confidences = [np.array([0.999])] + [np.full(len(o), 0.9) for o in options[1:]]
-    assert choose_split(options, confidences, 40) == 0
+def test_touching_zeros_get_a_cut_at_the_junction():
+    glyph = touching_zeros()
+    cuts = find_cuts(glyph, height=40)
+    junction = 35 - glyph.box[0]
+    mids = [float(c.path.mean()) for c in cuts]
+    assert any(abs(m - junction) <= 2 for m in mids)
+    assert mids == sorted(mids)  # left to right
+
+
+def zero_likeness(part: Glyph) -> float:
+    """A stand-in verifier: P(one digit) is high for parts about one zero wide and whole, low otherwise."""
+    return float(np.exp(-((part.box[2] - 26) / 4) ** 2) * min(1.0, part.box[3] / 38))
+
+
+def run_search(lat: Lattice, p_whole: list[float], verifier) -> PathSearch:
+    search = PathSearch(lat, p_whole)
+    while edges := search.next_edges(3):
+        for e in edges:
+            if lat.part(*e) is not None:
+                search.record(e, verifier(lat.part(*e)))
+        search.update()
+    return search
+
+
+def test_search_splits_touching_zeros_in_two():
+    glyph = touching_zeros()
+    lat = Lattice([glyph], 40)
+    search = run_search(lat, [zero_likeness(glyph)], zero_likeness)
+    parts = [lat.part(*e) for e in search.path()]
+    assert len(parts) == 2
+    assert abs(parts[0].box[0] - 10) <= 2 and abs(parts[1].box[0] + parts[1].box[2] - 59) <= 2
+
+
+def test_search_keeps_a_sure_single_digit_whole():
+    glyph = touching_zeros()
+    lat = Lattice([glyph], 40)
+    assert run_search(lat, [0.999], lambda part: 0.9).path() == [lat.whole(0)]
+
+
+def test_best_first_search_finds_the_best_path_of_all():
+    """Against a second implementation: Viterbi over every part of the lattice, scores made up at random."""
+    glyph = touching_zeros()
+    lat = Lattice([glyph], 40)
+    rng = np.random.default_rng(0)
+    made_up: dict[tuple[int, int], float] = {}
+
+    def verifier_for(edge):
+        return made_up.setdefault(edge, float(rng.uniform(0.01, 1.0)))
+
+    search = PathSearch(lat, [verifier_for(lat.whole(0))])
+    while edges := search.next_edges(2):
+        for e in edges:
+            if lat.part(*e) is not None:
+                search.record(e, verifier_for(e))
+        search.update()
+    best = np.full(lat.end + 1, -np.inf)
+    best[0] = 0.0
+    for i in range(lat.end):
+        for j in [*lat.successors(i), *([lat.end] if i == 0 else [])]:
+            if lat.part(i, j) is not None:
+                best[j] = max(best[j], best[i] + lat.edge_score(i, j, verifier_for((i, j))))
+    found = sum(lat.edge_score(*e, verifier_for(e)) for e in search.path())
+    assert abs(found - best[lat.end]) < 1e-9
+
+
+def test_pieces_of_a_broken_digit_may_be_joined():
+    page = np.zeros((60, 60), np.uint8)
+    cv2.ellipse(page, (30, 30), (12, 20), 0, 100, 260, 1, 4)  # the left half of a zero ...
+    cv2.ellipse(page, (32, 30), (12, 20), 0, -80, 80, 1, 4)  # ... and its right half, 2 px apart
+    [line] = find_glyphs(ink_of(page))
+    assert len(line) == 2
+    lat = Lattice(line, 40, split=[False, False])
+    assert lat.end in lat.successors(0)
+    joined = lat.part(0, lat.end)
+    assert joined.box == (min(g.box[0] for g in line), min(g.box[1] for g in line),
+                          max(g.box[0] + g.box[2] for g in line) - min(g.box[0] for g in line), joined.box[3])
+    search = run_search(lat, [0.05, 0.05], lambda part: 0.95 if part.box[2] > 20 else 0.05)
+    assert search.path() == [(0, lat.end)]
 
 
 def test_blank_gives_no_lines():

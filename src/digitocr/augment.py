@@ -16,12 +16,13 @@ from .config import AugmentConfig
 __all__ = ["AugmentConfig", "augment_batch"]
 
 _ELASTIC_GRID = 4  # coarse noise resolution; upsampling it gives a smooth displacement field
+DEFAULT_AUGMENT = AugmentConfig()
 
 def _uniform(b: int, g: torch.Generator, half_width: float) -> torch.Tensor:
     return (torch.rand(b, generator=g) * 2 - 1) * half_width
 
 
-def augment_batch(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = DEFAULT_AUGMENT) -> torch.Tensor:
     """(B, 1, H, W) -> (B, 1, H, W), each image warped by its own random transform."""
     b, _, h, w = x.shape
     angle = _uniform(b, g, math.radians(cfg.rotation_deg))

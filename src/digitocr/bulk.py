@@ -50,6 +50,8 @@ def _read_one(path: str) -> dict:
         return _reader.read(path).to_dict()
     except DigitocrError as e:
         return {"file": path, "error": str(e)}
+    except Exception as e:  # a bug on one odd file must not end a 10,000-file run; it is reported per file
+        return {"file": path, "error": f"{path}: internal error {type(e).__name__}: {e}"}
 
 
 def read_files(files: Iterable[Path], reader_kwargs: dict, jobs: int = 1) -> Iterator[dict]:

@@ -2,7 +2,9 @@
 
 Every reader of images (CLI, Python API, HTTP server) comes through `load_grey`, so the limits hold for all:
 the byte count is checked before reading, the pixel count from the header before decoding, and huge
-images are decoded straight to a reduced working size (JPEG's DCT scaling, else an area resize).
+images are decoded straight to a reduced working size (JPEG's DCT scaling, else an area resize). A caller
+that knows what scale it wants from a glance at the image passes `choose_scale`: it gets a small preview
+(for JPEG, decoded at 1/2 to 1/8 size, which is cheap) and the image is then decoded at the scale it names.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -29,7 +32,12 @@ UINT16_MAX = 65535.0
 # ITU-R 601 luma, as PIL's convert("L") uses: blue ink stays darker than the paper.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
+DCT_SLACK = 0.8  # a chosen scale may be lowered this much to decode a JPEG straight at 1/2, 1/4 or 1/8 size
+PREVIEW_SIDE = 128  # the preview handed to `choose_scale` is about this long (at least, for JPEG)
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+
+
+ScaleChooser = Callable[["GreyImage"], float]  # a preview -> working pixels per original pixel
 
 
 @dataclass
@@ -47,9 +55,11 @@ class GreyImage:
 
 
 def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-              max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int | None = None) -> GreyImage:
+              max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int | None = None,
+              choose_scale: ScaleChooser | None = None) -> GreyImage:
     """Any supported image -> grey, at most `work_pixels` pixels (None: full size).
 
+    With `choose_scale`, the image is decoded at the scale it returns for a preview (never enlarged).
     Raises ImageTooLargeError above `max_bytes` / `max_pixels`, UnsupportedImageError for other file types
     and ImageError for empty, truncated or undecodable data; every message names the image.
     """
@@ -57,10 +67,10 @@ def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFA
         label = name or "array"
         grey = array_to_grey(image, label)
         check_pixels(grey.shape[1], grey.shape[0], max_pixels, label)
-        original = (grey.shape[1], grey.shape[0])
-        return GreyImage(_reduce(grey, work_pixels), original, label)
+        page = GreyImage(grey, (grey.shape[1], grey.shape[0]), label)
+        return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
     data, label = read_bytes(image, name, max_bytes)
-    return decode_bytes(data, label, max_pixels, work_pixels)
+    return decode_bytes(data, label, max_pixels, work_pixels, choose_scale)
 
 
 def read_bytes(image: ImageInput, name: str | None, max_bytes: int) -> tuple[bytes, str]:
@@ -102,23 +112,28 @@ def check_pixels(width: int, height: int, max_pixels: int, label: str) -> None:
                                  f"of {max_pixels:,}")
 
 
-def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | None = None) -> GreyImage:
+def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | None = None,
+                 choose_scale: ScaleChooser | None = None) -> GreyImage:
     """Encoded bytes -> grey; the header's size is checked before any pixel is decoded."""
     _raise_pil_limit(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))  # lazy: reads the header only
-            if img.format not in SUPPORTED_FORMATS:
-                raise UnsupportedImageError(f"{label}: {img.format} images are not supported; "
-                                            f"send {FORMAT_NAMES}")
-            check_pixels(img.width, img.height, max_pixels, label)
+            img = _open(data, label, max_pixels)
             original = img.size
-            if img.format in ("JPEG", "MPO"):  # decode straight to grey, at 1/2, 1/4, 1/8 size when huge
-                ratio = min(1.0, (work_pixels or img.width * img.height) / (img.width * img.height)) ** 0.5
-                img.draft("L", (max(1, int(img.width * ratio)), max(1, int(img.height * ratio))))
-            img.seek(0)  # GIF, TIFF, WebP: the first frame
-            grey = pil_to_grey(img)
+            if img.format not in ("JPEG", "MPO"):
+                img.seek(0)  # GIF, TIFF, WebP: the first frame
+                page = GreyImage(pil_to_grey(img), original, label)
+                return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
+            # JPEG: decode straight to grey at 1/2, 1/4 or 1/8 size where that is enough
+            scale = _work_scale(original, work_pixels)
+            if choose_scale is not None and max(original) > PREVIEW_SIDE:
+                preview = _decode_jpeg(img, PREVIEW_SIDE / max(original), label)
+                scale = _dct_scale(min(scale, choose_scale(preview)))
+                if scale <= preview.scale:  # the preview is large enough: no second decode
+                    return _rescale(preview, scale)
+                img = _open(data, label, max_pixels)
+            return _rescale(_decode_jpeg(img, scale, label), scale)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError(f"{label}: the image claims more pixels than the limit of {max_pixels:,} "
                                  "(a decompression bomb?)") from None
@@ -126,7 +141,54 @@ def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | No
         raise UnsupportedImageError(f"{label}: not an image digitocr can read; send {FORMAT_NAMES}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{label}: cannot decode the image, it may be truncated or corrupt ({e})") from None
-    return GreyImage(_reduce(grey, work_pixels), original, label)
+
+
+def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
+    img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+    if img.format not in SUPPORTED_FORMATS:
+        raise UnsupportedImageError(f"{label}: {img.format} images are not supported; send {FORMAT_NAMES}")
+    check_pixels(img.width, img.height, max_pixels, label)
+    return img
+
+
+def _decode_jpeg(img: Image.Image, scale: float, label: str) -> GreyImage:
+    """Decode a JPEG to grey at the DCT scale (1, 1/2, 1/4, 1/8) nearest above `scale`."""
+    original = img.size
+    img.draft("L", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+    return GreyImage(pil_to_grey(img), original, label)
+
+
+def _dct_scale(scale: float) -> float:
+    """A scale chosen by a caller, lowered to a JPEG DCT scale (1/2, 1/4, 1/8) when one is within
+    DCT_SLACK of it: decoding straight at that size is faster than decoding larger and resizing."""
+    for dct in (1.0, 0.5, 0.25, 0.125):
+        if DCT_SLACK * scale <= dct < scale:
+            return dct
+    return scale
+
+
+def _work_scale(size: tuple[int, int], work_pixels: int | None) -> float:
+    """The scale that brings `size` (width, height) down to at most `work_pixels` pixels."""
+    pixels = size[0] * size[1]
+    return 1.0 if not work_pixels or pixels <= work_pixels else (work_pixels / pixels) ** 0.5
+
+
+def _wanted_scale(page: GreyImage, work_pixels: int | None, choose_scale: ScaleChooser | None) -> float:
+    scale = _work_scale(page.original_size, work_pixels)
+    if choose_scale is not None and max(page.original_size) > PREVIEW_SIDE:
+        scale = min(scale, choose_scale(_rescale(page, PREVIEW_SIDE / max(page.original_size))))
+    return scale
+
+
+def _rescale(page: GreyImage, scale: float) -> GreyImage:
+    """`page` area-averaged to `scale` x its original size (kept as it is when it is not larger than that)."""
+    w0, h0 = page.original_size
+    size = (max(1, round(w0 * min(scale, 1.0))), max(1, round(h0 * min(scale, 1.0))))
+    h, w = page.pixels.shape
+    if w <= size[0] and h <= size[1]:
+        return replace(page, pixels=np.ascontiguousarray(page.pixels, dtype=np.float32))
+    return replace(page, pixels=cv2.resize(page.pixels.astype(np.float32, copy=False), size,
+                                           interpolation=cv2.INTER_AREA))
 
 
 def _raise_pil_limit(max_pixels: int) -> None:
@@ -195,13 +257,3 @@ def _to_unit(a: np.ndarray) -> np.ndarray:
         a = np.nan_to_num(a.astype(np.float32))
         return a if a.max(initial=0) <= 1 else np.clip(a / PIXEL_MAX, 0, 1)
     raise ImageError(f"array of dtype {a.dtype} is not an image")
-
-
-def _reduce(grey: np.ndarray, work_pixels: int | None) -> np.ndarray:
-    """Area-average down to at most `work_pixels` pixels, keeping the aspect ratio."""
-    h, w = grey.shape
-    if not work_pixels or h * w <= work_pixels:
-        return np.ascontiguousarray(grey, dtype=np.float32)
-    ratio = (work_pixels / (h * w)) ** 0.5
-    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
-    return cv2.resize(grey.astype(np.float32, copy=False), size, interpolation=cv2.INTER_AREA)

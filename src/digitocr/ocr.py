@@ -4,35 +4,39 @@
     result = Reader("best").read("meter.jpg")
     result.text, result.digits, result.to_dict()
 
-The pipeline (one for CLI, API and web page): decode (imageio) -> ink map (preprocess) -> glyphs in lines
-(segment) -> each glyph framed as MNIST and verified -> wide glyphs that may be touching digits cut into
-candidate parts, verified in one batch, the best cuts chosen by dynamic programming -> classify -> text.
+The pipeline (one for CLI, API and web page): decode at the scale where digits are ~40 px tall (imageio)
+-> ink map (preprocess) -> glyphs in lines (segment) -> each glyph framed as MNIST and verified whole by a
+network that knows what is not one digit -> glyphs that may be touching digits (or pieces of a broken one)
+get candidate cuts (and joins), and the reading that makes every part most surely one digit is found by a
+best-first search over them, verified in page-wide batches -> the chosen parts classified -> text.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .constants import IMAGE_SIZE, NUM_CLASSES
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
-from .preprocess import frame_digit, frame_digits, ink_map
-from .segment import Glyph, best_path, edge_scores, find_glyphs, lattice, line_height, may_touch, spaces_before
+from .preprocess import frame_digit, frame_parts, ink_map
+from .segment import MERGE_GAP, Glyph, Lattice, PathSearch, find_glyphs, line_height, may_touch, spaces_before
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
-COARSE_SIDE = 256  # a first look at this size estimates the digits' height ...
-TARGET_HEIGHT = 40  # ... and pages whose digits are taller are read at the scale that makes them this tall
+TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
+PREVIEW_MIN_DIGIT_PX = 5  # digits this short in the preview (1/8 of a photo, say) still tell their height
 DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
 LOW_CONFIDENCE_MARK = "?"
 LINE_SEPARATOR = "\n"
 VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_reader_model.py)
-ACCEPT_SINGLE = 0.98  # a glyph the verifier finds this surely one digit ...
+ACCEPT_SINGLE = 0.9  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.0  # ... and no wider than this many line heights is not cut
+PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs
+MIN_VOTE = 1e-4
+BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,9 @@ class Reader:
 
     def read(self, image: ImageInput, name: str | None = None, *, debug: bool = False) -> ReadResult:
         """Read every digit in an image (path, encoded bytes or array); a blank image gives empty text."""
-        page = reduce_to_digit_height(self.load(image, name))
-        lines, probs, crops = self.segment_and_classify(find_glyphs(ink_map(page.pixels)))
+        page = load_grey(image, name, self.max_pixels, self.max_bytes, self.work_pixels, digit_scale)
+        ink = ink_map(page.pixels)
+        lines, probs, crops = self.segment_and_classify(find_glyphs(ink), ink.ink)
         file = name if name is not None else str(image) if isinstance(image, str | os.PathLike) else None
         return self.assemble(page, lines, probs, crops, file, debug)
 
@@ -126,47 +131,87 @@ class Reader:
         digits, single = split_probs(self.verifier(crops))
         return single, digits
 
-    def segment_and_classify(self, lines: list[list[Glyph]]) -> tuple[list[list[Glyph]], np.ndarray, np.ndarray]:
-        """Choose how to cut each glyph (touching digits) and classify the chosen parts.
+    def segment_and_classify(self, lines: list[list[Glyph]],
+                             page: np.ndarray) -> tuple[list[list[Glyph]], np.ndarray, np.ndarray]:
+        """Choose how to cut (touching digits) or join (broken digits) glyphs, and classify the chosen parts.
 
-        Every glyph is first framed and verified whole; wide glyphs that are not surely one digit get a
-        lattice of candidate cuts, all of whose parts are verified in one more call. Returns the lines of
-        chosen glyphs, their digit probabilities (N, 10) and their crops (N, 28, 28).
+        Every glyph is framed and verified whole first. Wide glyphs that are not surely one digit get
+        candidate cuts; doubtful glyphs close to a neighbour may be joined with it. The verifier sees each
+        part in the context of the ink around it on `page` (the ink map); the classifier sees it alone.
+        Returns the lines of chosen glyphs, their digit probabilities (N, 10) and their crops (N, 28, 28).
         """
         heights = [line_height(line) for line in lines]
-        glyphs = [(g, h) for line, h in zip(lines, heights, strict=True) for g in line]
-        whole = frame_digits([g.ink for g, _ in glyphs])  # (G, 28, 28)
-        single, digits = self.verify(whole)
-        lats = [lattice(g, h) if self.may_split(g, h, single[k]) else None for k, (g, h) in enumerate(glyphs)]
-        parts = [p for lat in lats if lat is not None for p in lat.parts[1:]]
-        part_crops = frame_digits([p.ink for p in parts])  # (P, 28, 28)
-        part_single, part_digits = self.verify(part_crops)
-        at, chosen, crops, verified = 0, [], [], []
-        for k, lat in enumerate(lats):
-            if lat is None:
-                chosen.append([glyphs[k][0]])
-                crops.append(whole[k:k + 1])
-                verified.append(None if digits is None else digits[k:k + 1])
-                continue
-            n = len(lat.parts) - 1
-            p_one = np.concatenate([single[k:k + 1], part_single[at:at + n]])
-            path = best_path(lat, edge_scores(lat, p_one, glyphs[k][1]))
-            pick = [e - 1 + at for e in path if e > 0]
-            chosen.append([lat.parts[e] for e in path])
-            crops.append(whole[k:k + 1] if path == [0] else part_crops[pick])
-            if digits is not None:
-                verified.append(digits[k:k + 1] if path == [0] else part_digits[pick])
-            at += n
-        crops_all = np.concatenate(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        flat = [(g, heights[n], n) for n, line in enumerate(lines) for g in line]
+        whole, whole_context = frame_parts([g for g, _, _ in flat], page)  # (G, 28, 28) each
+        single, digits = self.verify(whole_context)
+        # every part verified so far -> (its crop, the verifier's digit probabilities or None)
+        known = {(k, k + 1): (whole[k], None if digits is None else digits[k]) for k in range(len(flat))}
+        searches = self.search(flat, single, page, known)
+        chosen: dict[int, list[tuple[Glyph, tuple]]] = {k: [(g, (k, k + 1))] for k, (g, _, _) in enumerate(flat)}
+        for s, (k, search) in enumerate(searches):  # a run's best path replaces its glyphs
+            lat = search.lattice
+            for key in range(k, k + len(lat.glyphs)):
+                chosen.pop(key)
+            for i, j in search.path():
+                g = lat.glyph_of(i)[0]
+                key = (k + g, k + g + 1) if (i, j) == lat.whole(g) else (s, i, j)
+                chosen.setdefault(k + g, []).append((lat.part(i, j), key))
+        keys = [key for k in sorted(chosen) for _, key in chosen[k]]
+        crops, probs = self.classify_parts(keys, known)
+        out: list[list[Glyph]] = [[] for _ in lines]
+        for k in sorted(chosen):
+            out[flat[k][2]] += [g for g, _ in chosen[k]]
+        return out, probs, crops
+
+    def search(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray, page: np.ndarray,
+               known: dict) -> list[tuple[int, PathSearch]]:
+        """Best-first searches over the runs worth searching (see `runs`), in rounds: each round verifies,
+        in one call for the whole page, the parts that may still improve some run's best reading."""
+        searches = [(k, PathSearch(Lattice([g for g, _, _ in flat[k:m]], flat[k][1], split), list(single[k:m])))
+                    for k, m, split in self.runs(flat, single)]
+        while True:
+            asks = [(s, e) for s, (_, search) in enumerate(searches) for e in search.next_edges(BOUNDARIES_PER_ROUND)]
+            asks = [(s, e) for s, e in asks if searches[s][1].lattice.part(*e) is not None]
+            if not asks:
+                return searches
+            crops, in_context = frame_parts([searches[s][1].lattice.part(*e) for s, e in asks], page)
+            p_one, p_digits = self.verify(in_context)
+            for n, (s, e) in enumerate(asks):
+                searches[s][1].record(e, float(p_one[n]))
+                known[(s, *e)] = (crops[n], None if p_digits is None else p_digits[n])
+            for _, search in searches:
+                search.update()
+
+    def classify_parts(self, keys: list[tuple], known: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(crops (N, 28, 28), digit probabilities (N, 10)) of the chosen parts: the classifier's, and for
+        parts of cut or joined glyphs also the verifier's (it has seen such parts; the classifier has not)."""
+        if not keys:
+            return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32), np.zeros((0, NUM_CLASSES), np.float32)
+        crops = np.stack([known[key][0] for key in keys])
         if self._reads_with_verifier:
-            probs = np.concatenate(verified) if verified else np.zeros((0, NUM_CLASSES), np.float32)
-        else:
-            probs = self.classifier(crops_all) if len(crops_all) else np.zeros((0, NUM_CLASSES), np.float32)
-        out, i = [], 0
-        for line in lines:
-            out.append([g for parts_of in chosen[i:i + len(line)] for g in parts_of])
-            i += len(line)
-        return out, probs, crops_all
+            return crops, np.stack([known[key][1] for key in keys])
+        probs = self.classifier(crops)
+        cut = [n for n, key in enumerate(keys) if len(key) == 3 and known[key][1] is not None]
+        if cut and PART_VOTE:
+            both = probs[cut] * np.maximum(np.stack([known[keys[n]][1] for n in cut]), MIN_VOTE) ** PART_VOTE
+            probs[cut] = both / both.sum(1, keepdims=True)
+        return crops, probs
+
+    def runs(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray) -> list[tuple[int, int, list[bool]]]:
+        """Runs of glyphs (start, stop, which to cut) worth searching: a wide glyph not surely one digit,
+        and doubtful glyphs with the neighbours they may have broken off from (same line, close)."""
+        doubtful = [self.verifier is not None and p < ACCEPT_SINGLE for p in single]
+        split = [self.may_split(g, h, float(p)) for (g, h, _), p in zip(flat, single, strict=True)]
+        out, k = [], 0
+        while k < len(flat):
+            m = k + 1
+            while m < len(flat) and flat[m][2] == flat[k][2] and (doubtful[m - 1] or doubtful[m]) \
+                    and close(flat[m - 1][0], flat[m][0], flat[k][1]):
+                m += 1
+            if m - k > 1 or split[k]:
+                out.append((k, m, split[k:m]))
+            k = m
+        return out
 
     def may_split(self, glyph: Glyph, height: float, p_single: float) -> bool:
         """Wide glyphs may be touching digits, unless the verifier is sure this one is a single digit."""
@@ -215,7 +260,10 @@ class DigitsOnly:
 
 
 def split_probs(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 11) probabilities -> (digit probabilities given one digit (N, 10), P(one digit) (N,))."""
+    """(N, 11) probabilities -> (digit probabilities given one digit (N, 10), P(one digit) (N,)). A 10-class
+    network has no "not one digit": its confidence stands in for P(one digit)."""
+    if probs.shape[1] == NUM_CLASSES:
+        return probs.astype(np.float32), probs.max(1).astype(np.float32)
     single = np.clip(1.0 - probs[:, NUM_CLASSES:].sum(1), 0.0, 1.0)
     digits = probs[:, :NUM_CLASSES] / np.maximum(probs[:, :NUM_CLASSES].sum(1, keepdims=True), 1e-12)
     return digits.astype(np.float32), single.astype(np.float32)
@@ -234,24 +282,21 @@ def _load(model: Any, backend: str) -> Any:
     return model
 
 
-def reduce_to_digit_height(page: GreyImage) -> GreyImage:
-    """The page at the scale where its digits are about TARGET_HEIGHT px tall (never enlarged).
+def close(a: Glyph, b: Glyph, height: float) -> bool:
+    """Neighbours close enough to be pieces of one digit."""
+    return b.box[0] - (a.box[0] + a.box[2]) <= MERGE_GAP * height
+
+
+def digit_scale(preview: GreyImage) -> float:
+    """The scale (working pixels per original pixel) at which a page's digits are TARGET_HEIGHT px tall,
+    judged from a small preview of it; 1.0 (full size) when no digits show in the preview.
 
     Framing needs only 20 px per digit, and every step after it costs in proportion to the pixels.
     """
-    h, w = page.pixels.shape
-    if max(h, w) <= COARSE_SIDE:
-        return page
-    f = COARSE_SIDE / max(h, w)
-    coarse = cv2.resize(page.pixels, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    heights = [g.box[3] for line in find_glyphs(ink_map(coarse)) for g in line]
+    heights = [g.box[3] for line in find_glyphs(ink_map(preview.pixels), PREVIEW_MIN_DIGIT_PX) for g in line]
     if not heights:
-        return page
-    scale = TARGET_HEIGHT / (float(np.median(heights)) / f)
-    if scale >= 1:
-        return page
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return replace(page, pixels=cv2.resize(page.pixels, size, interpolation=cv2.INTER_AREA))
+        return 1.0
+    return min(1.0, TARGET_HEIGHT / (float(np.median(heights)) / preview.scale))
 
 
 def _paste(glyphs: list[Glyph], shape: tuple[int, int]) -> np.ndarray:

@@ -19,9 +19,11 @@ from .constants import IMAGE_SIZE, PIXEL_MAX
 BOX = 20  # longest side of the digit inside the 28x28 field
 HI_RES = 4  # strokes are binarised and thickened at 4x the 20-px box, then area-averaged down (antialiasing)
 HI_BOX = BOX * HI_RES
+HI_PAD = HI_BOX // 4  # room around the hi-res digit for thickening its strokes
 MNIST_CENTRE = (14.5, 14.5)  # MNIST's mean centre of mass (row, col), pixel centres at index + 0.5
 MNIST_STROKE_RANGE = (1.9, 2.8)  # interquartile stroke width in the 20-px box; widths outside are pulled in
 MIN_STROKE_FRACTION = 0.5  # never erode away more than this fraction of a digit's ink
+CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the verifier (frame_in_context)
 
 # --- finding ink on a page ---
 SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level (the image is probably one digit)
@@ -61,20 +63,22 @@ def ink_map(grey: np.ndarray) -> InkMap:
     if small:  # one digit, maybe half the pixels: the ink is on the side the image leans to from its border
         dark = float(grey.mean()) <= float(background.flat[0])
     else:
-        dark = dark_ink(grey[::step, ::step] - background[::step, ::step])
+        sample = grey[::step, ::step] - background[::step, ::step]  # (h, w) mostly paper, lighting removed
+        sample_sigma = noise_sigma(sample)  # the same whichever way the ink lies
+        dark = dark_ink(sample, sample_sigma)
     if not dark:
         grey, background = 1.0 - grey, 1.0 - background
     darker = background - grey  # (H, W) how much darker than its paper each pixel is
     paper = np.maximum(background, BG_FLOOR)
-    contrast = np.clip(darker / paper, 0, 1)  # (H, W) as a fraction of the paper's brightness
-    flat = _border(darker) if small else darker[::step, ::step]  # (n,) mostly paper, lighting removed
-    abs_sigma = noise_sigma(flat)
-    sigma = abs_sigma / max(float(np.median(paper)), BG_FLOOR)
+    contrast = np.divide(darker, paper, out=paper)  # (H, W) as a fraction of the paper's brightness
+    np.clip(contrast, 0, 1, out=contrast)
+    abs_sigma = noise_sigma(_border(darker)) if small else sample_sigma
+    sigma = abs_sigma / max(float(np.median(np.maximum(background[::step, ::step], BG_FLOOR))), BG_FLOOR)
     if sigma > NOISY:
         contrast = cv2.GaussianBlur(contrast, (3, 3), 0)
         sigma /= 3  # a 3x3 Gaussian averages about nine pixels of noise
     faint = darker < max(MIN_ABS_INK, NOISE_SIGMAS * abs_sigma)
-    contrast[faint] = np.minimum(contrast[faint], MIN_INK_CONTRAST)  # noise on dark paper is not ink
+    np.minimum(contrast, MIN_INK_CONTRAST, out=contrast, where=faint)  # noise on dark paper is not ink
     threshold = ink_threshold(contrast, sigma)
     if threshold is None:
         return InkMap(np.zeros_like(contrast), dark, 1.0)
@@ -121,9 +125,10 @@ def noise_sigma(values: np.ndarray) -> float:
     return MAD_TO_SIGMA * float(np.median(np.abs(values - med)))
 
 
-def dark_ink(diff: np.ndarray) -> bool:
-    """Is the ink darker than the paper? Ink is the strong minority on one side of the background."""
-    sigma = noise_sigma(diff)
+def dark_ink(diff: np.ndarray, sigma: float | None = None) -> bool:
+    """Is the ink darker than the paper? Ink is the strong minority on one side of the background.
+    `diff` is grey minus background; `sigma`, its noise_sigma, if known."""
+    sigma = noise_sigma(diff) if sigma is None else sigma
     floor = max(MIN_INK_CONTRAST / 2, NOISE_SIGMAS * sigma)
     dark = np.clip(-diff - floor, 0, None).sum()
     light = np.clip(diff - floor, 0, None).sum()
@@ -149,21 +154,33 @@ def ink_threshold(contrast: np.ndarray, sigma: float) -> float | None:
 
 def frame_digit(ink: np.ndarray) -> np.ndarray:
     """(h, w) ink of one digit (0.5 = stroke edge, any size) -> (28, 28) float32 in [0, 1], MNIST-framed."""
+    return framing(ink)[0]
+
+
+def framing(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """frame_digit's crop, and the affine map (2, 3) it applied: ink pixel (col, row) -> field (col, row)."""
     box = ink_box(ink >= 0.5)
     if box is None:
-        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), np.array([[1.0, 0, 0], [0, 1.0, 0]])
     x, y, w, h = box
     mask = hi_res_mask(ink[y:y + h, x:x + w])  # (~h*s, ~w*s) uint8, longest side HI_BOX
     mask = normalise_stroke(mask)
-    return centre_in_field(downsample(mask))
+    hx, hy, hw, hh = ink_box(mask)
+    digit = downsample(mask)
+    crop, (top, left) = place_in_field(digit)
+    # pixel centres at integer coordinates, as cv2.resize and cv2.warpAffine count them
+    s1 = np.array([mask.shape[1] - 2 * HI_PAD, mask.shape[0] - 2 * HI_PAD]) / np.array([w, h])  # (x, y)
+    s2 = np.array(digit.shape[::-1]) / np.array([hw, hh])
+    origin, hi_origin, placed = np.array([x, y]), np.array([hx, hy]), np.array([left, top])
+    scale = s1 * s2
+    offset = ((-origin + 0.5) * s1 - 0.5 + HI_PAD - hi_origin + 0.5) * s2 - 0.5 + placed
+    return crop, np.array([[scale[0], 0, offset[0]], [0, scale[1], offset[1]]])
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) of the nonzero pixels, or None."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    """(x, y, w, h) of the nonzero pixels of a 2-D bool or uint8 mask, or None."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8))
+    return None if w == 0 else (int(x), int(y), int(w), int(h))
 
 
 def hi_res_mask(ink: np.ndarray) -> np.ndarray:
@@ -176,8 +193,7 @@ def hi_res_mask(ink: np.ndarray) -> np.ndarray:
     mask = (hi >= 0.5).astype(np.uint8)
     if not mask.any():  # a speck thinner than a hi-res pixel
         mask[mask.shape[0] // 2, mask.shape[1] // 2] = 1
-    pad = HI_BOX // 4
-    return cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    return cv2.copyMakeBorder(mask, HI_PAD, HI_PAD, HI_PAD, HI_PAD, cv2.BORDER_CONSTANT, value=0)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -212,6 +228,11 @@ def downsample(mask: np.ndarray) -> np.ndarray:
 
 def centre_in_field(digit: np.ndarray) -> np.ndarray:
     """Place a (<=20, <=20) grey digit in 28x28 with its centre of mass at MNIST's."""
+    return place_in_field(digit)[0]
+
+
+def place_in_field(digit: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """centre_in_field's 28x28 image, and where the digit's top-left corner went (row, col)."""
     h, w = digit.shape
     total = float(digit.sum())
     rows, cols = np.arange(h) + 0.5, np.arange(w) + 0.5
@@ -221,7 +242,39 @@ def centre_in_field(digit: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(MNIST_CENTRE[1] - cx), 0, IMAGE_SIZE - w))
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
     out[top:top + h, left:left + w] = digit
-    return out
+    return out, (top, left)
+
+
+def frame_in_context(ink: np.ndarray, box: tuple[int, int, int, int], page: np.ndarray) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """(frame_digit's crop of a part of a page, the same over the rest of the page's ink around it, dimmed
+    to CONTEXT): in the second, whether the part's strokes run on into other ink (a bad cut) or end there
+    (a whole digit) shows. `ink` (h, w) is the part's own ink, at `box` (x, y, w, h) of `page` (H, W)."""
+    crop, m = framing(ink)
+    x, y, w, h = box
+    own = cv2.dilate((ink >= 0.5).astype(np.uint8), np.ones((3, 3), np.uint8))  # the part, and its halo
+    scale = float(min(m[0, 0], m[1, 1]))
+    reach = int(np.ceil(IMAGE_SIZE / max(scale, 1e-6)))  # page pixels the field can show around the part
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(page.shape[1], x + w + reach), min(page.shape[0], y + h + reach)
+    around = page[y0:y1, x0:x1].copy()
+    own_region = around[y - y0:y - y0 + h, x - x0:x - x0 + w]
+    own_region[own.astype(bool)] = 0
+    if scale < 0.5:  # shrinking: average first, as an area resize would
+        around = cv2.GaussianBlur(around, (0, 0), 0.4 / scale)
+    shift = m.copy()
+    shift[:, 2] += m[:, :2] @ np.array([x0 - x, y0 - y])  # window pixel -> part pixel -> field
+    context = cv2.warpAffine(around, shift, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR)
+    return crop, np.maximum(crop, CONTEXT * np.clip(context, 0, 1))
+
+
+def frame_parts(parts: list, page: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parts (anything with `.ink` and `.box` on `page`) -> (crops (N, 28, 28), crops in context (N, 28, 28))."""
+    if not parts:
+        empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        return empty, empty.copy()
+    clean, context = zip(*(frame_in_context(p.ink, p.box, page) for p in parts), strict=True)
+    return np.stack(clean), np.stack(context)
 
 
 def frame_digits(inks: list[np.ndarray]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`--model` names: a bundled pretrained model, a run folder, or a checkpoint file."""
+"""`--model` names: a bundled pretrained model, a run folder (single or ensemble), or a checkpoint file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .checkpoint import model_from_tensors, read_checkpoint
+from .ensemble import ENSEMBLE_FILE, ensemble_from_tensors, is_ensemble, widen_half
 from .errors import DigitocrError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -33,9 +34,10 @@ def resolve_model_path(spec: str | Path) -> Path:
         return bundled[spec]
     path = Path(spec)
     if path.is_dir():
-        if not (path / CHECKPOINT_NAME).exists():
-            raise DigitocrError(f"{path}: run folder has no {CHECKPOINT_NAME} (train it first)")
-        return path / CHECKPOINT_NAME
+        for name in (CHECKPOINT_NAME, ENSEMBLE_FILE):  # a run folder, or an ensemble's (train --ensemble K)
+            if (path / name).exists():
+                return path / name
+        raise DigitocrError(f"{path}: run folder has no {CHECKPOINT_NAME} (train it first)")
     if path.is_file():
         return path
     names = ", ".join(bundled) or "none bundled"
@@ -52,10 +54,58 @@ class LoadedModel:
     def iterations(self) -> int:
         return int(self.meta.get("iterations", 0))
 
+    @property
+    def members(self) -> int:
+        """How many networks vote: 1, or an ensemble's size."""
+        return len(self.meta["ensemble"]["members"]) if is_ensemble(self.meta) else 1
+
 
 def load_model(spec: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild a network from a checkpoint alone, in eval mode on `device`."""
+    """Rebuild a network (or an ensemble of them) from a checkpoint alone, in eval mode on `device`."""
     path = resolve_model_path(spec)
     tensors, meta = read_checkpoint(path)
-    model = model_from_tensors(tensors, meta, str(path)).to(device).to(memory_format=torch.channels_last)
+    tensors = widen_half(tensors)  # files packed with --half store float16
+    build = ensemble_from_tensors if is_ensemble(meta) else model_from_tensors
+    model = build(tensors, meta, str(path)).to(device).to(memory_format=torch.channels_last)
     return LoadedModel(model.eval(), meta, path)
+
+
+def _training_command(meta: dict[str, Any]) -> str:
+    members = meta["ensemble"]["members"] if is_ensemble(meta) else [meta]
+    cmd = f"digitocr train --preset {meta.get('preset', 'seed')} --seed {members[0].get('seed', 0)}"
+    return cmd + (f" --ensemble {len(members)}" if len(members) > 1 else "")
+
+
+def build_card(path: str | Path, data: Any, command: str | None = None) -> dict[str, Any]:
+    """A bundled model's card: where it came from and its test accuracy, evaluated once, in fp32."""
+    from datetime import date
+
+    from .constants import DATASETS
+    from .inference import evaluate
+    from .model import count_parameters
+    from .runtime import cpu_name
+
+    loaded = load_model(path)
+    members = loaded.meta["ensemble"]["members"] if is_ensemble(loaded.meta) else [loaded.meta]
+    test = evaluate(loaded.model, data.test, bf16=False)
+    val = evaluate(loaded.model, data.validation, bf16=False) if len(data.validation) else None
+    return {
+        "name": Path(path).stem,
+        "arch": members[0]["model_config"]["arch"],
+        "members": len(members),
+        "parameters": count_parameters(loaded.model),
+        "training_command": command or _training_command(loaded.meta),
+        "preset": loaded.meta.get("preset"),
+        "seeds": [m.get("seed") for m in members],
+        "iterations": [m.get("iterations") for m in members],
+        "dataset": data.name,
+        "data_sha256": DATASETS.get(data.name, {}).get("sha256"),
+        "test_accuracy": test.accuracy,
+        "test_correct": test.correct,
+        "test_total": test.total,
+        "validation_accuracy": val.accuracy if val else None,
+        "evaluation": "fp32, whole split",
+        "date": date.today().isoformat(),
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+    }

@@ -8,6 +8,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -53,10 +54,29 @@ def lr_at(step: int, cfg: TrainConfig, horizon: int) -> float:
     return final + (cfg.lr - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has a fused Adam/AdamW kernel
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())
+    # fused: one kernel updates every parameter, instead of a dozen small ops per tensor (~20% of a
+    # seed-net step at batch 256 on a CPU)
+    fused = all(p.device.type in FUSED_DEVICES for p in params)
+    kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+
+
+def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored moment tensors their parameter's memory layout (channels_last for conv weights).
+
+    Checkpoints store tensors contiguous; the fused kernels walk a parameter and its moments as flat
+    buffers, so a layout mismatch would pair the wrong elements and break exact resume."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def iterations_for(cfg: TrainConfig, n_train: int) -> int:
@@ -90,7 +110,7 @@ class EpochBatches:
 class FitResult:
     model: nn.Module
     iterations: int  # total optimizer steps the model has had, across all resumes
-    seconds: float  # wall time of this invocation's training loop
+    seconds: float  # wall time of this invocation's training loop, less its validation runs and hook calls
     interrupted: bool
     run_dir: Path | None
 
@@ -150,8 +170,13 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
 
 
 def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | None = None,
-        progress: bool = True, quiet: bool = False) -> FitResult:
-    """Train (or continue training) per `cfg`; with `run_dir`, checkpoint there and resume from it."""
+        progress: bool = True, quiet: bool = False,
+        hook: Callable[[int, nn.Module, float], bool] | None = None) -> FitResult:
+    """Train (or continue training) per `cfg`; with `run_dir`, checkpoint there and resume from it.
+
+    `hook(iterations_done, model, train_seconds)` runs after every step, off the clock (benchmarks evaluate
+    in it); if it returns True, training ends there as if the run had been that long.
+    """
     run_dir = Path(run_dir) if run_dir is not None else None
     ctx = distributed.setup(cfg.device, cfg.batch_size)  # one process, or this rank of a torchrun job
     device = ctx.device
@@ -200,6 +225,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     optimizer = make_optimizer(model, cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
+        _match_param_layouts(optimizer)
     horizon = cfg.schedule_iterations if cfg.schedule_iterations is not None else n_steps
 
     def save(iterations: int) -> None:
@@ -214,6 +240,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     end = start + n_steps
     model.train()
     t0 = time.perf_counter()
+    paused = 0.0  # seconds spent in validation runs and hook calls: not training time
     it = start
     with _StopFlag() as flag, tqdm(total=n_steps, disable=not progress, unit="it", leave=False,
                                    dynamic_ncols=True) as bar:
@@ -244,16 +271,24 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
             done = it + 1
             if cfg.eval_every and done % cfg.eval_every == 0 and ctx.is_main:
                 val = evaluate(model, data.validation, bf16)
+                paused += val.seconds + val.warmup_seconds
                 _append_metrics(writer, {"iteration": done, "split": "validation", "accuracy": val.accuracy})
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
                 save(done)
             bar.update(1)
+            if hook is not None:
+                t_hook = time.perf_counter()
+                stop_here = hook(done, model, t_hook - t0 - paused)
+                paused += time.perf_counter() - t_hook
+                if stop_here:
+                    end = done
+                    break
             if distributed.any_rank(flag.stop, ctx):  # every rank stops at the same step
                 flag.stop = True
                 break
         else:
             it = end  # loop completed: `it` now counts steps done
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - paused
     iterations = it + 1 if flag.stop else end
     distributed.check_replicas_agree(model, ctx)
     save(iterations)

@@ -10,7 +10,7 @@ import sys
 from ..errors import DigitocrError
 
 # Subcommand modules, in the order `digitocr --help` lists them.
-COMMANDS = ("fetch", "train", "evaluate", "summary", "plot", "report", "export", "serve", "read")
+COMMANDS = ("fetch", "train", "ensemble", "evaluate", "summary", "plot", "report", "export", "serve", "read")
 EXIT_USAGE = 2  # bad arguments, bad files, bad images
 EXIT_INTERRUPTED = 130  # Ctrl-C, after saving what there was to save
 

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images or glob patterns")
     p.add_argument("--model", default="best",
                    help="bundled model name, run folder or checkpoint file (default: best)")
+    p.add_argument("--verifier", default="reader",
+                   help="network that knows what is not one digit, to cut touching digits: bundled name, run "
+                        "folder, checkpoint, or 'none' to use the model's confidence (default: reader)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,
@@ -33,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"refuse larger images before decoding them (default: {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for many files (default: shown)")
+    p.add_argument("--recursive", action="store_true", help="read folders' subfolders too (default: off)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="worker processes, each with its own model (default: 1)")
+    p.add_argument("--output", default=None,
+                   help="append JSON lines here instead of printing; files already in it are skipped (default: none)")
     p.set_defaults(handler=run)
 
 
@@ -46,7 +54,7 @@ def _probability(text: str) -> float:
     return value
 
 
-def expand_inputs(args: list[str]) -> tuple[list[Path], bool]:
+def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path], bool]:
     """Image paths from files, folders and globs; and whether this is a batch (errors don't stop it)."""
     from ..errors import DigitocrError
 
@@ -56,7 +64,8 @@ def expand_inputs(args: list[str]) -> tuple[list[Path], bool]:
         path = Path(arg)
         if path.is_dir():
             batch = True
-            paths += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = path.rglob("*") if recursive else path.iterdir()
+            paths += sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         elif not path.exists() and any(c in arg for c in GLOB_CHARS):
             batch = True
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
@@ -82,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import set_threads
 
     set_threads(args.threads)
-    paths, batch = expand_inputs(args.images)
+    paths, batch = expand_inputs(args.images, args.recursive)
+    if args.output is not None or args.jobs > 1:
+        return run_bulk(args, paths)
     reader = Reader(args.model, backend=args.backend, min_confidence=args.min_confidence,
-                    max_pixels=args.max_pixels)
+                    max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
     debug_dir = Path(args.debug_dir) if args.debug_dir else None
     failed = 0
     bar = tqdm(paths, desc="reading", unit="image", file=sys.stderr, disable=args.no_progress or len(paths) < 2)
@@ -100,6 +111,45 @@ def run(args: argparse.Namespace) -> int:
         print(format_line(result, args.json), flush=True)
         if debug_dir is not None:
             write_debug(result, debug_dir, path.stem)
+    if failed:
+        print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else 0
+
+
+def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
+    """Many files: parallel workers, JSON lines to --output (resumable) or stdout, errors never stop it."""
+    from tqdm import tqdm
+
+    from ..bulk import completed_files, open_output, read_files
+
+    out_path = Path(args.output) if args.output else None
+    if out_path is not None:
+        done = completed_files(out_path)
+        todo = [p for p in paths if str(p) not in done]
+        if len(todo) < len(paths):
+            print(f"digitocr read: skipping {len(paths) - len(todo)} files already read in {out_path}",
+                  file=sys.stderr)
+        paths = todo
+    reader_kwargs = dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
+                         max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
+    failed = 0
+    out = open_output(out_path) if out_path is not None else sys.stdout
+    try:
+        bar = tqdm(total=len(paths), desc="reading", unit="image", file=sys.stderr, disable=args.no_progress)
+        for record in read_files(paths, reader_kwargs, args.jobs):
+            if "error" in record:
+                failed += 1
+                bar.write(f"digitocr read: error: {record['error']}", file=sys.stderr)
+            if out_path is not None or "error" not in record:
+                line = json.dumps(record) if (args.json or out_path is not None) else \
+                    f"{record['file']}\t{record['text'].replace(chr(10), chr(92) + 'n')}"
+                out.write(line + "\n")
+                out.flush()
+            bar.update(1)
+        bar.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else 0

@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="iterations between checkpoints; 0 = only at the end (default: 1000)")
     p.add_argument("--eval-every", type=non_negative_int, default=None,
                    help="iterations between validation evaluations; 0 = at the end (default: 0)")
+    p.add_argument("--ensemble", type=positive_int, default=None, metavar="K",
+                   help="train K members (seeds SEED .. SEED+K-1) into RUN/member-i and pack "
+                   "RUN/ensemble.safetensors, which averages their probabilities (default: one model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     add_data_args(p)
     add_compute_args(p)
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                      precision=args.precision, threads=args.threads, device=args.device,
                      validation_size=args.validation_size, data_dir=args.data_dir)
+    if args.ensemble is not None:
+        return run_ensemble(args, overrides)
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
     if args.until is not None:
         done = trained_iterations(run_dir / CHECKPOINT)
@@ -72,4 +77,30 @@ def run(args: argparse.Namespace) -> int:
               f"Run the same command to continue.")
         return EXIT_INTERRUPTED
     print(f"Saved {ckpt} ({result.iterations} iterations)")
+    return 0
+
+
+def run_ensemble(args: argparse.Namespace, overrides: dict) -> int:
+    from ..config import preset
+    from ..data.datasets import resolve_dataset_name
+    from ..ensemble import ENSEMBLE_FILE, train_ensemble
+    from . import EXIT_INTERRUPTED
+
+    if args.until is not None:
+        from ..errors import DigitocrError
+
+        raise DigitocrError("--until does not apply to --ensemble: each member trains its preset's schedule")
+    k = args.ensemble
+    run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-ensemble{k}-seed{args.seed or 0}"
+    cfg = preset(args.preset, **overrides, dataset=resolve_dataset_name(args.dataset, args.data_dir) or "custom")
+    if args.iterations is not None and args.epochs is None:
+        cfg.epochs = None
+    result = train_ensemble(cfg, run_dir, k, overrides, progress=not args.no_progress)
+    if result.interrupted:
+        print(f"Interrupted; the members' checkpoints are saved in {run_dir}. Run the same command to continue.")
+        return EXIT_INTERRUPTED
+    if result.validation:
+        members = ", ".join(f"{a:.2%}" for a in result.validation[:-1])
+        print(f"Validation accuracy: members {members}; ensemble {result.validation[-1]:.2%}")
+    print(f"Saved {run_dir / ENSEMBLE_FILE} ({k} members; {result.seconds:.0f} s of training in this run)")
     return 0

@@ -1,0 +1,63 @@
+"""Bulk OCR: parallel workers, resumable JSON-lines output, bad files recorded without stopping the run."""
+
+import json
+
+import pytest
+
+from digitocr.bulk import completed_files, open_output, read_files
+from digitocr.cli import main
+from ocr_fixtures import Style, easy_digits, make_image, small_model_dir
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    model = small_model_dir()
+    images, labels = easy_digits(model)
+    root = tmp_path_factory.mktemp("bulk")
+    (root / "sub").mkdir()
+    texts = {}
+    for i, text in enumerate(["12", "7", "305", "4", "86"]):
+        path = root / ("sub" if i % 2 else ".") / f"n{i}.png"
+        path.write_bytes(make_image(text, Style(seed=i), images, labels))
+        texts[path.resolve()] = text
+    (root / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return root, model, texts
+
+
+def test_workers_match_one_process(folder):
+    root, model, _ = folder
+    files = sorted(root.rglob("*.png"))
+    one = list(read_files(files, {"model": str(model)}, jobs=1))
+    two = list(read_files(files, {"model": str(model)}, jobs=2))
+    assert one == two and [r["file"] for r in one] == [str(f) for f in files]
+    assert sum("error" in r for r in one) == 1
+
+
+def test_cli_bulk_is_resumable_and_keeps_going(folder, tmp_path, capsys):
+    root, model, texts = folder
+    out = tmp_path / "results.jsonl"
+    code = main(["read", str(root), "--recursive", "--jobs", "2", "--output", str(out), "--model", str(model),
+                 "--no-progress"])
+    assert code == 1  # one bad file: reported, the rest read
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 6 and sum("error" in r for r in records) == 1
+    good = {r["file"] for r in records if "error" not in r}
+    assert len(good) == 5 and {str(p) for p in texts} == good
+    # a torn last line (as a kill -9 leaves) and a re-run: only the unread files are read again
+    out.write_text(out.read_text() + '{"file": "half')
+    capsys.readouterr()
+    code = main(["read", str(root), "--recursive", "--output", str(out), "--model", str(model), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "skipping 5 files already read" in err
+    assert completed_files(out) == good
+    lines = out.read_text().splitlines()
+    assert sum("broken.png" in line for line in lines) == 2  # the bad file is retried, and fails again
+
+
+def test_open_output_completes_a_torn_line(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"file": "a", "text": "1"}\n{"fi')
+    with open_output(out) as f:
+        f.write('{"file": "b", "text": "2"}\n')
+    assert completed_files(out) == {"a", "b"}

@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from digitocr.checkpoint import read_checkpoint, save_checkpoint
+from digitocr.classifier import load_classifier
+from digitocr.cli import main
+from digitocr.config import ModelConfig
+from digitocr.ensemble import ENSEMBLE_FILE, Ensemble, pack
+from digitocr.errors import DigitocrError
+from digitocr.model import build_model
+from digitocr.registry import load_model
+
+
+def _members(k: int, arch: str = "seed") -> list[torch.nn.Module]:
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, widths=(8, 16, 32)) if arch == "best" else ModelConfig(init="default")
+    return [build_model(cfg).eval() for _ in range(k)]
+
+
+def _member_files(tmp_path, members) -> list:
+    paths = []
+    for i, m in enumerate(members):
+        paths.append(tmp_path / f"m{i}.safetensors")
+        save_checkpoint(paths[-1], m, {"model_config": m.cfg.__dict__, "iterations": 7, "seed": i})
+    return paths
+
+
+@pytest.mark.parametrize("arch", ["seed", "best"])
+def test_ensemble_probabilities_are_the_mean_of_its_members(arch):
+    members = _members(3, arch)
+    x = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        reference = torch.stack([m(x).softmax(1) for m in members]).mean(0)  # (6, 10)
+        got = Ensemble(members).eval()(x).softmax(1)
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_ensemble_loads_as_a_model_and_as_a_classifier(tmp_path):
+    members = _members(3)
+    out = tmp_path / "ens.safetensors"
+    pack(_member_files(tmp_path, members), out)
+    tensors, meta = read_checkpoint(out)
+    assert len(meta["ensemble"]["members"]) == 3 and not any(k.startswith("optimizer.") for k in tensors)
+
+    loaded = load_model(out)
+    assert loaded.members == 3 and isinstance(loaded.model, Ensemble)
+    crops = np.random.default_rng(0).random((5, 28, 28), dtype=np.float32)
+    probs = load_classifier(str(out), precision="fp32")(crops)  # the OCR/server contract: (N, 10) probs
+    x = torch.from_numpy(crops).unsqueeze(1)
+    with torch.no_grad():
+        reference = torch.stack([m(x).softmax(1) for m in members]).mean(0).numpy()
+    assert probs.shape == (5, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_one_member_packs_to_a_plain_weights_only_checkpoint(tmp_path):
+    out = tmp_path / "one.safetensors"
+    pack(_member_files(tmp_path, _members(1)), out)
+    tensors, meta = read_checkpoint(out)
+    assert "ensemble" not in meta and all(k.startswith("model.") for k in tensors)
+    assert load_model(out).members == 1
+
+
+def test_an_ensemble_cannot_be_packed_into_another(tmp_path):
+    out = tmp_path / "ens.safetensors"
+    pack(_member_files(tmp_path, _members(2)), out)
+    with pytest.raises(DigitocrError, match="already an ensemble"):
+        pack([out, out], tmp_path / "nested.safetensors")
+
+
+@pytest.fixture
+def restore_threads():
+    """Training with --threads 1 sets torch's process-wide thread count; put it back for later tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_ensemble_end_to_end_then_evaluate(tmp_path, synthetic_dir, capsys, restore_threads):
+    """`train --ensemble 2` trains member-0/1 with seeds 0/1; a second call keeps them; evaluate reads it."""
+    run = tmp_path / "ens"
+    argv = ["train", "--preset", "fast", "--ensemble", "2", "--run", str(run), "--data-dir", str(synthetic_dir),
+            "--validation-size", "100", "--iterations", "40", "--batch-size", "32", "--no-progress",
+            "--threads", "1"]  # one thread: on a busy machine, two spin-waiting threads run 10x slower
+    assert main(argv) == 0
+    assert (run / ENSEMBLE_FILE).exists() and (run / "member-1" / "checkpoint.safetensors").exists()
+    seeds = [m["seed"] for m in read_checkpoint(run / ENSEMBLE_FILE)[1]["ensemble"]["members"]]
+    assert seeds == [0, 1]
+    assert main(argv) == 0  # idempotent: both members have finished their schedules
+    assert capsys.readouterr().out.count("is trained (40 iterations); kept") == 2
+    assert main(["evaluate", "--model", str(run), "--data-dir", str(synthetic_dir), "--validation-size", "100",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9  # chance is 0.1
+    assert load_model(run).members == 2
+
+
+def test_half_packed_file_is_half_the_size_and_loads_as_it_was_measured(tmp_path):
+    members = _members(2)
+    paths = _member_files(tmp_path, members)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    pack(paths, full)
+    returned = pack(paths, half, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half).model
+    want = returned.state_dict()  # the weights pack() returned: what a card measures
+    assert all(torch.equal(v, want[k]) for k, v in loaded.state_dict().items())
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), load_model(full).model(x), rtol=1e-2, atol=1e-2)
