@@ -207,7 +207,9 @@ def pil_to_grey(img: Image.Image) -> np.ndarray:
     if has_alpha:
         la = np.asarray(img.convert("LA"), dtype=np.float32) / PIXEL_MAX  # (H, W, 2)
         return _composite(la[..., 0], la[..., 1])
-    return np.asarray(img.convert("L"), dtype=np.float32) / PIXEL_MAX
+    grey = np.asarray(img if img.mode == "L" else img.convert("L")).astype(np.float32)
+    grey *= 1.0 / PIXEL_MAX
+    return grey
 
 
 def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:

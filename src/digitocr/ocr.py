@@ -14,6 +14,7 @@ best-first search over them, verified in page-wide batches -> the chosen parts c
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answ
 LOW_CONFIDENCE_MARK = "?"
 LINE_SEPARATOR = "\n"
 VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_reader_model.py)
-ACCEPT_SINGLE = 0.9  # a glyph the verifier finds this surely one digit ...
-ACCEPT_ASPECT = 1.0  # ... and no wider than this many line heights is not cut
+ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
+ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
 PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs
 MIN_VOTE = 1e-4
 BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
@@ -119,16 +120,19 @@ class Reader:
         page = self.load(image, name)
         glyphs = [g for line in find_glyphs(ink_map(page.pixels)) for g in line]
         crop = frame_digit(_paste(glyphs, page.pixels.shape))
-        return self.classifier(crop[None])[0]
+        with one_thread():
+            return self.classifier(crop[None])[0]
 
     def verify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(P(one digit) (N,), the verifier's digit probabilities (N, 10) or None) for framed crops."""
         if self.verifier is None:
-            probs = self.classifier(crops) if len(crops) else np.zeros((0, NUM_CLASSES), np.float32)
+            with one_thread():
+                probs = self.classifier(crops) if len(crops) else np.zeros((0, NUM_CLASSES), np.float32)
             return probs.max(1), None
         if not len(crops):
             return np.zeros(0, np.float32), np.zeros((0, NUM_CLASSES), np.float32)
-        digits, single = split_probs(self.verifier(crops))
+        with one_thread():
+            digits, single = split_probs(self.verifier(crops))
         return single, digits
 
     def segment_and_classify(self, lines: list[list[Glyph]],
@@ -190,7 +194,8 @@ class Reader:
         crops = np.stack([known[key][0] for key in keys])
         if self._reads_with_verifier:
             return crops, np.stack([known[key][1] for key in keys])
-        probs = self.classifier(crops)
+        with one_thread():
+            probs = self.classifier(crops)
         cut = [n for n, key in enumerate(keys) if len(key) == 3 and known[key][1] is not None]
         if cut and PART_VOTE:
             both = probs[cut] * np.maximum(np.stack([known[keys[n]][1] for n in cut]), MIN_VOTE) ** PART_VOTE
@@ -280,6 +285,24 @@ def _load(model: Any, backend: str) -> Any:
 
         return load_classifier(str(model), backend)
     return model
+
+
+@contextmanager
+def one_thread():
+    """Run a network call on one torch thread, then restore the count. A page's batches are small (tens
+    of crops): a second thread gains nothing on them, and on a busy machine costs ten times the time, its
+    threads spin-waiting for a core. Not for concurrent callers that each set a different count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def close(a: Glyph, b: Glyph, height: float) -> bool:
