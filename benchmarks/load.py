@@ -159,14 +159,22 @@ async def exchange(conn, payload: Payload) -> tuple[int, bool]:
 
 
 async def client(port: int, good: list[Payload], bad: list[Payload], deadline: float, max_requests: int,
-                 tally: Tally, seed: int) -> None:
+                 tally: Tally, seed: int, schedule: tuple[float, float] | None = None) -> None:
+    """Closed loop (next request when the last one is answered), or open loop when `schedule` =
+    (start, interval) is given: request k is due at start + k * interval, and its latency counts from
+    then, so a slow answer that delays the next request is charged to it (no coordinated omission)."""
     rng = random.Random(seed)
     conn = None
-    for _ in range(max_requests):
+    for k in range(max_requests):
         if time.monotonic() >= deadline:
             break
         payload = rng.choice(bad) if bad and rng.random() < BAD_FRACTION else rng.choice(good)
         t0 = time.perf_counter()
+        if schedule is not None:
+            due = schedule[0] + k * schedule[1]
+            if due > t0:
+                await asyncio.sleep(due - t0)
+            t0 = due
         try:
             if conn is None:
                 conn = await asyncio.open_connection(HOST, port)
@@ -182,10 +190,18 @@ async def client(port: int, good: list[Payload], bad: list[Payload], deadline: f
         conn[1].close()
 
 
-async def run_clients(port: int, good, bad, clients: int, duration_s: float, max_requests: int) -> Tally:
+async def run_clients(port: int, good, bad, clients: int, duration_s: float, max_requests: int,
+                      rate: float | None = None) -> Tally:
+    """`clients` keep-alive connections; with `rate` (requests/s in all) each sends on a fixed schedule,
+    staggered so that the requests arrive evenly."""
     tally = Tally()
     deadline = time.monotonic() + duration_s
-    await asyncio.gather(*(client(port, good, bad, deadline, max_requests, tally, seed=i)
+    start = time.perf_counter()
+
+    def schedule(i: int) -> tuple[float, float] | None:
+        return (start + i / rate, clients / rate) if rate else None
+
+    await asyncio.gather(*(client(port, good, bad, deadline, max_requests, tally, seed=i, schedule=schedule(i))
                            for i in range(clients)))
     return tally
 
@@ -282,7 +298,8 @@ def http_benchmark(args: argparse.Namespace) -> int:
             good = scenarios[name]
             asyncio.run(run_clients(port, good, [], min(args.clients, 8), 60, WARMUP_REQUESTS // 8 + 1))
             t0, cpu0, own0 = time.perf_counter(), tree_cpu_s(proc.pid), time.process_time()
-            tally = asyncio.run(run_clients(port, good, bad, args.clients, args.duration, args.max_requests))
+            tally = asyncio.run(run_clients(port, good, bad, args.clients, args.duration, args.max_requests,
+                                            args.rate))
             seconds, cpu_s = time.perf_counter() - t0, tree_cpu_s(proc.pid) - cpu0
             client_s = time.process_time() - own0
             ok = tally.latencies.get(name, [])
@@ -301,6 +318,7 @@ def http_benchmark(args: argparse.Namespace) -> int:
         proc.wait(timeout=30)
     print(f"\n`digitocr serve --model {args.model} --backend {args.backend} --workers {args.workers}"
           f"{f' --threads {args.threads}' if args.threads else ''}`, {args.clients} clients, "
+          f"{f'open loop at {args.rate:g} requests/s, ' if args.rate else 'closed loop, '}"
           f"{args.duration:g} s per scenario, {BAD_FRACTION:.0%} bad requests mixed in; "
           f"{platform.node() or 'this machine'}: {os.cpu_count()} CPUs, load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after\n")
@@ -374,6 +392,9 @@ def main() -> int:
     h.add_argument("--threads", type=int, default=None,
                    help="inference threads per process (default: the server's)")
     h.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients (default: 32)")
+    h.add_argument("--rate", type=float, default=None,
+                   help="open loop: requests/s in all, sent on a fixed schedule; latency counts from each "
+                        "request's due time (default: closed loop, each client sends when answered)")
     h.add_argument("--duration", type=float, default=30.0, help="seconds per scenario (default: 30)")
     h.add_argument("--max-requests", type=int, default=20_000,
                    help="per client per scenario (default: 20000)")

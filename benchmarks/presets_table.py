@@ -53,7 +53,9 @@ def ensure_run(name: str, seed: int, root: Path, data, threads: int | None) -> P
     run_dir = root / f"{name}-seed{seed}"
     if not (run_dir / CHECKPOINT).exists():
         print(f"training {run_dir} ...", flush=True)
+        before = torch.get_num_threads()
         fit(preset(name, seed=seed, threads=threads), run_dir, data, progress=False, quiet=True)
+        torch.set_num_threads(before)  # --train-threads is for training only
     return run_dir
 
 
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--presets", default="fast,seed,best", help="(default: fast,seed,best)")
     p.add_argument("--seeds", default="0,1,2", help="(default: 0,1,2)")
     p.add_argument("--runs", default="runs/table", help="folder of the run folders (default: runs/table)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for evaluation (default: torch's choice)")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="torch threads for runs trained here (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.presets.split(","):
         accs, secs, speeds, model = [], [], [], None
         for seed in seeds:
-            run_dir = ensure_run(name, seed, Path(args.runs), data, args.threads)
+            run_dir = ensure_run(name, seed, Path(args.runs), data, args.train_threads)
             model = load_model(run_dir).model
             accs.append(evaluate(model, data.test, bf16=False).accuracy)  # accuracy in fp32
             if (s := train_seconds(run_dir)) is not None:

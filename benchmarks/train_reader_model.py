@@ -244,12 +244,30 @@ def lowres(image: np.ndarray, rng: np.random.Generator, k: Knobs) -> np.ndarray:
     return np.clip(up * (0.5 / rng.uniform(0.3, 0.6)), 0, 1).astype(np.float32)
 
 
-def make_crops(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k: Knobs = Knobs(),
-               lab: Labelling = Labelling(), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(crops in context (N, 28, 28) uint8, labels (N,) int64 in 0..10) from `lines` random lines,
-    deterministically: what the Reader's verifier sees."""
+@dataclass(frozen=True)
+class CropSet:
+    """What the Reader's networks see of a set of lines: `context` (N, 28, 28) uint8, each part framed over
+    the dimmed ink around it (the verifier's view); `clean` (N, 28, 28) uint8, the part framed alone (the
+    classifier's view); `labels` (N,) int64 in 0..10 (10: not one digit). Ambiguous parts are left out."""
+
+    context: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def join(sets: list[CropSet]) -> CropSet:
+        return CropSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in ("context", "clean", "labels")))
+
+
+def make_crop_set(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k: Knobs = Knobs(),
+                  lab: Labelling = Labelling(), progress: bool = False) -> CropSet:
+    """The crops (in context and alone) and labels of `lines` random lines, deterministically."""
     rng = np.random.default_rng(seed)
-    crops: list[np.ndarray] = []
+    context: list[np.ndarray] = []
+    clean: list[np.ndarray] = []
     ys: list[int] = []
     t0 = time.perf_counter()
     for n in range(lines):
@@ -257,7 +275,9 @@ def make_crops(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k:
         pick = rng.integers(0, len(images), count)
         ink, owner = render_line(rng, images[pick], k)
         parts, part_ys = line_crops(ink, owner, labels[pick], lab, rng, k.negatives)
-        crops.append(frame_parts(parts, ink)[1])
+        alone, around = frame_parts(parts, ink)
+        clean.append(alone)
+        context.append(around)
         ys += part_ys
         if progress and (n + 1) % 1000 == 0:
             print(f"\r  lines {n + 1}/{lines}  crops {len(ys)}  {time.perf_counter() - t0:.0f}s", end="",
@@ -267,14 +287,24 @@ def make_crops(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k:
     n_mnist = round(extra * k.mnist_share / (k.mnist_share + k.lowres_share))
     inks = [images[i].astype(np.float32) / PIXEL_MAX for i in pick[:n_mnist]]
     inks += [lowres(images[i], rng, k) for i in pick[n_mnist:]]
-    crops.append(frame_digits(inks))
+    lone = frame_digits(inks)  # single digits with nothing around them: both views are the same
+    clean.append(lone)
+    context.append(lone)
     ys += [int(labels[i]) for i in pick]
     if progress:
         print(file=sys.stderr)
-    x = np.round(np.concatenate(crops) * PIXEL_MAX).astype(np.uint8)
     y = np.array(ys, np.int64)
     keep = y != IGNORE
-    return x[keep], y[keep]
+    as_bytes = [np.round(np.concatenate(c)[keep] * PIXEL_MAX).astype(np.uint8) for c in (context, clean)]
+    return CropSet(as_bytes[0], as_bytes[1], y[keep])
+
+
+def make_crops(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, k: Knobs = Knobs(),
+               lab: Labelling = Labelling(), progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(crops in context (N, 28, 28) uint8, labels (N,) int64 in 0..10) from `lines` random lines,
+    deterministically: what the Reader's verifier sees."""
+    s = make_crop_set(images, labels, lines, seed, k, lab, progress)
+    return s.context, s.labels
 
 
 # --- training ---
@@ -361,7 +391,13 @@ def data_checksums() -> dict[str, str]:
 
 def heldout(validation, seed: int, lines: int) -> tuple[np.ndarray, np.ndarray]:
     """The held-out crops: lines drawn from MNIST's validation split (never trained on), fixed seed."""
-    return make_crops(validation.images, validation.labels, lines, seed=seed + HELDOUT_STREAM)
+    s = heldout_set(validation, seed, lines)
+    return s.context, s.labels
+
+
+def heldout_set(validation, seed: int, lines: int) -> CropSet:
+    """heldout()'s crops in both views."""
+    return make_crop_set(validation.images, validation.labels, lines, seed=seed + HELDOUT_STREAM)
 
 
 def main() -> int:

@@ -7,23 +7,14 @@ import json
 import pytest
 
 from digitocr.cli import main
-from ocr_fixtures import Style, easy_digits, make_image, mnist_test, small_model_dir
+from ocr_fixtures import Style, easy_digits, make_image
 from test_imageio import png_claiming
-
-
-@pytest.fixture(scope="module")
-def model():
-    try:
-        mnist_test()
-    except Exception as e:
-        pytest.skip(f"MNIST not available: {e}")
-    return str(small_model_dir())
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, model):
     d = tmp_path_factory.mktemp("images")
-    digits = easy_digits(small_model_dir())
+    digits = easy_digits(model)
     (d / "a.png").write_bytes(make_image("0714", Style(), *digits))
     (d / "b.jpg").write_bytes(make_image("25\n39", Style(jpeg_quality=80, seed=2), *digits))
     (d / "c.png").write_bytes(png_blank())
@@ -48,13 +39,13 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 def test_tab_format(capsys, folder, model):
     code, out, _ = run(capsys, str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.png"),
-                       "--model", model)
+                       "--model", str(model))
     assert code == 0
     assert out.splitlines() == [f"{folder / 'a.png'}\t0714", f"{folder / 'b.jpg'}\t25\\n39", f"{folder / 'c.png'}\t"]
 
 
 def test_json_lines(capsys, folder, model):
-    code, out, _ = run(capsys, str(folder / "b.jpg"), "--json", "--model", model)
+    code, out, _ = run(capsys, str(folder / "b.jpg"), "--json", "--model", str(model))
     [record] = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and record["text"] == "25\n39" and record["file"] == str(folder / "b.jpg")
     assert [d["line"] for d in record["digits"]] == [0, 0, 1, 1]
@@ -62,13 +53,13 @@ def test_json_lines(capsys, folder, model):
 
 
 def test_min_confidence_marks_digits(capsys, folder, model):
-    _, out, _ = run(capsys, str(folder / "a.png"), "--json", "--min-confidence", "1", "--model", model)
+    _, out, _ = run(capsys, str(folder / "a.png"), "--json", "--min-confidence", "1", "--model", str(model))
     record = json.loads(out)
     assert "?" in record["text"] or all(d["confidence"] >= 1 for d in record["digits"])
 
 
 def test_debug_dir(capsys, folder, model, tmp_path):
-    code, _, _ = run(capsys, str(folder / "a.png"), "--debug-dir", str(tmp_path / "dbg"), "--model", model)
+    code, _, _ = run(capsys, str(folder / "a.png"), "--debug-dir", str(tmp_path / "dbg"), "--model", str(model))
     assert code == 0
     assert (tmp_path / "dbg" / "a_overlay.png").stat().st_size > 0
     crops = sorted(p.name for p in (tmp_path / "dbg" / "a_crops").iterdir())
@@ -80,7 +71,7 @@ def test_folder_with_a_bad_file_reads_the_rest(capsys, folder, model, tmp_path):
     batch.mkdir()
     (batch / "good.png").write_bytes((folder / "a.png").read_bytes())
     (batch / "bad.png").write_bytes(b"not an image at all")
-    code, out, err = run(capsys, str(batch), "--model", model)
+    code, out, err = run(capsys, str(batch), "--model", str(model))
     assert code == 1
     assert out.splitlines() == [f"{batch / 'good.png'}\t0714"]
     assert "bad.png" in err and len([line for line in err.splitlines() if "error" in line]) == 1
@@ -91,11 +82,11 @@ def test_folder_with_a_bad_file_reads_the_rest(capsys, folder, model, tmp_path):
 def test_single_bad_file_exits_2_with_one_line(capsys, model, tmp_path, content, message):
     path = tmp_path / "one.png"
     path.write_bytes(content)
-    code, out, err = run(capsys, str(path), "--model", model)
+    code, out, err = run(capsys, str(path), "--model", str(model))
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
 def test_max_pixels_flag(capsys, folder, model):
-    code, _, err = run(capsys, str(folder / "a.png"), "--max-pixels", "100", "--model", model)
+    code, _, err = run(capsys, str(folder / "a.png"), "--max-pixels", "100", "--model", str(model))
     assert code == 2 and "limit" in err

@@ -14,7 +14,7 @@ from PIL import Image
 
 from digitocr.errors import ImageTooLargeError
 from digitocr.ocr import Reader
-from ocr_fixtures import Style, easy_digits, make_image, mnist_test, small_model_dir
+from ocr_fixtures import Style, easy_digits, make_image
 
 NUMBER = "0714"
 STYLES = {
@@ -25,15 +25,6 @@ STYLES = {
     "thin pen, large": Style(pen=0.6, height=150, seed=6),
 }
 MEMORY_BOUND = 1.5 * 2**30  # bytes of peak RSS growth for reading a 20-megapixel image
-
-
-@pytest.fixture(scope="module")
-def model():
-    try:
-        mnist_test()
-    except Exception as e:
-        pytest.skip(f"MNIST not available: {e}")
-    return small_model_dir()
 
 
 @pytest.fixture(scope="module")

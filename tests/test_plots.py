@@ -10,57 +10,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import N_TEST, N_VAL, random_split, run_cli
 from digitocr import plots
 from digitocr.cli import main
-from digitocr.config import ModelConfig, preset
-from digitocr.constants import IMAGE_SIZE, NUM_CLASSES, PIXEL_MAX, SPLIT_FILES
-from digitocr.data.datasets import CUSTOM, Dataset, Split
-from digitocr.data.idx import write_idx
+from digitocr.config import ModelConfig
+from digitocr.constants import NUM_CLASSES, PIXEL_MAX
+from digitocr.data.datasets import CUSTOM
 from digitocr.errors import DigitocrError
 from digitocr.model import build_model
-from digitocr.train import fit
 
-N_TRAIN, N_VAL, N_TEST = 96, 16, 40  # tiny: random labels, so most test images are errors
-TINY_ITERATIONS, TINY_BATCH = 20, 16
 SEED_CONV1, SEED_CONV2 = 16, 36  # the notebook's filter counts
-PIXEL_LEVELS = 256
 FIGURE_FILES = ("samples", "errors", "confusion", "filters_conv1", "filters_conv2", "image",
                 "activations_conv1", "activations_conv2")
-
-
-def run_cli(argv: list[str]) -> int:
-    """main()'s exit status, whether it returns it or argparse exits with it."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
-
-
-def random_split(rng: np.random.Generator, n: int) -> Split:
-    images = rng.integers(0, PIXEL_LEVELS, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    return Split(images, rng.integers(0, NUM_CLASSES, n).astype(np.int64))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(data dir with the four IDX files, trained run dir, the Dataset) for a 20-iteration seed net."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    ds = Dataset(CUSTOM, random_split(rng, N_TRAIN), random_split(rng, N_VAL), random_split(rng, N_TEST),
-                 root)
-    data_dir = root / "data"
-    # the training file holds validation first: load_dataset takes the first N_VAL as validation
-    write_idx(data_dir / SPLIT_FILES["train_images"], np.concatenate([ds.validation.images, ds.train.images]))
-    write_idx(data_dir / SPLIT_FILES["train_labels"],
-              np.concatenate([ds.validation.labels, ds.train.labels]).astype(np.uint8))
-    write_idx(data_dir / SPLIT_FILES["test_images"], ds.test.images)
-    write_idx(data_dir / SPLIT_FILES["test_labels"], ds.test.labels.astype(np.uint8))
-    cfg = preset("seed", iterations=TINY_ITERATIONS, batch_size=TINY_BATCH, dataset=CUSTOM,
-                 data_dir=str(data_dir), validation_size=N_VAL, threads=1, precision="fp32",
-                 checkpoint_every=0)
-    run_dir = root / "run"
-    fit(cfg, run_dir, data=ds, progress=False, quiet=True)
-    return data_dir, run_dir, ds
 
 
 def test_samples_grid_is_3x3_with_notebook_labels():
@@ -157,8 +118,8 @@ def test_training_curve_and_png_bytes():
     plots.figure_png(plots.training_curve_figure([]))  # an empty history still draws
 
 
-def test_plot_cli_all_writes_every_png(tiny, tmp_path, capsys):
-    data_dir, run_dir, _ = tiny
+def test_plot_cli_all_writes_every_png(tiny_run, tmp_path, capsys):
+    data_dir, run_dir, _ = tiny_run
     out = tmp_path / "figs"
     rc = main(["plot", "all", "--model", str(run_dir), "--data-dir", str(data_dir), "--dataset", CUSTOM,
                "--validation-size", str(N_VAL), "--out", str(out), "--threads", "1", "--precision", "fp32",
@@ -180,8 +141,8 @@ def test_plot_cli_all_writes_every_png(tiny, tmp_path, capsys):
     (["activations", "--image-index", "-1"], "--image-index"),
     (["nonsense"], "invalid choice"),
 ])
-def test_plot_cli_bad_args_exit_2_with_one_line(tiny, tmp_path, capsys, extra, message):
-    data_dir, run_dir, _ = tiny
+def test_plot_cli_bad_args_exit_2_with_one_line(tiny_run, tmp_path, capsys, extra, message):
+    data_dir, run_dir, _ = tiny_run
     rc = run_cli(["plot", *extra, "--model", str(run_dir), "--data-dir", str(data_dir), "--dataset", CUSTOM,
                   "--validation-size", str(N_VAL), "--out", str(tmp_path), "--threads", "1"])
     err = capsys.readouterr().err

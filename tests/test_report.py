@@ -8,64 +8,29 @@ import io
 import json
 import re
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from digitocr.cli import main
-from digitocr.config import preset
-from digitocr.constants import IMAGE_SIZE, NUM_CLASSES, SPLIT_FILES
-from digitocr.data.datasets import CUSTOM, Dataset, Split
-from digitocr.data.idx import write_idx
+from conftest import N_TEST, TINY_ITERATIONS, run_cli
 from digitocr.errors import DigitocrError
 from digitocr.inference import evaluate
 from digitocr.registry import load_model
 from digitocr.report import flatten, read_metrics, read_run
-from digitocr.train import CONFIG, METRICS, fit
+from digitocr.train import CONFIG, METRICS
 
-N_TRAIN, N_VAL, N_TEST = 96, 16, 40
-TINY_ITERATIONS, TINY_BATCH = 20, 16
-PIXEL_LEVELS = 256
 RUN_NAME = 'run <&> "x"'  # a folder name that must be escaped wherever the page shows it
 NUM_FIGURES = 8  # curve, confusion, errors, 2 filters, image, 2 activations
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-def run_cli(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code)
-
-
-def random_split(rng: np.random.Generator, n: int) -> Split:
-    images = rng.integers(0, PIXEL_LEVELS, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    return Split(images, rng.integers(0, NUM_CLASSES, n).astype(np.int64))
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 20-iteration seed-net run on random IDX data; its config.json names that data folder."""
-    root = tmp_path_factory.mktemp("report")
-    rng = np.random.default_rng(0)
-    ds = Dataset(CUSTOM, random_split(rng, N_TRAIN), random_split(rng, N_VAL), random_split(rng, N_TEST),
-                 root)
-    data_dir = root / "data"
-    write_idx(data_dir / SPLIT_FILES["train_images"], np.concatenate([ds.validation.images, ds.train.images]))
-    write_idx(data_dir / SPLIT_FILES["train_labels"],
-              np.concatenate([ds.validation.labels, ds.train.labels]).astype(np.uint8))
-    write_idx(data_dir / SPLIT_FILES["test_images"], ds.test.images)
-    write_idx(data_dir / SPLIT_FILES["test_labels"], ds.test.labels.astype(np.uint8))
-    cfg = preset("seed", iterations=TINY_ITERATIONS, batch_size=TINY_BATCH, dataset=CUSTOM,
-                 data_dir=str(data_dir), validation_size=N_VAL, threads=1, precision="fp32",
-                 checkpoint_every=0)
-    run_dir = root / RUN_NAME
-    fit(cfg, run_dir, data=ds, progress=False, quiet=True)
-    return run_dir, ds
+def tiny_run_name() -> str:
+    """The tiny run (conftest.tiny_run) goes in a folder whose name must be escaped in the page."""
+    return RUN_NAME
 
 
 def test_report_is_one_self_contained_escaped_page(tiny_run, capsys):
-    run_dir, ds = tiny_run
+    _, run_dir, ds = tiny_run
     ckpt = run_dir / "checkpoint.safetensors"
     assert run_cli(["report", str(run_dir), "--model", str(ckpt), "--image-index", str(N_TEST - 1),
                     "--input-channel", "3", "--threads", "1", "--precision", "fp32"]) == 0
@@ -99,7 +64,7 @@ def test_bad_run_folder_exits_2_with_one_line(tmp_path, capsys, make, message):
 
 
 def test_bad_figure_args_exit_2(tiny_run, tmp_path, capsys):
-    run_dir, _ = tiny_run
+    _, run_dir, _ = tiny_run
     rc = run_cli(["report", str(run_dir), "--out", str(tmp_path / "r.html"), "--image-index", str(N_TEST)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--image-index" in err
@@ -107,7 +72,7 @@ def test_bad_figure_args_exit_2(tiny_run, tmp_path, capsys):
 
 
 def test_read_run_and_metrics(tiny_run, tmp_path):
-    run_dir, _ = tiny_run
+    _, run_dir, _ = tiny_run
     record = read_run(run_dir)
     assert record.config["iterations"] == TINY_ITERATIONS and record.environment["torch"]
     assert any(r.get("split") == "validation" for r in record.metrics)

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from digitocr.errors import DigitocrError
 from digitocr.ocr import Reader
 from digitocr.serve import ServeSettings, create_app
 from digitocr.serve.pool import ReaderPool, ServerBusyError
@@ -114,7 +115,6 @@ def test_models_health_docs_and_page(client):
     assert all(m["card"] == model_card(m["name"]) for m in models["models"])
     assert models["serving"]["threads"] == 1
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/read", "/v1/classify", "/v1/models", "/healthz"} <= set(paths)
     page = client.get("/")
@@ -200,7 +200,8 @@ def test_pool_refuses_work_beyond_its_queue(reader):
 def test_settings_build_one_reader_per_thread():
     app = create_app(ServeSettings(model=MODEL, threads=2, max_bytes=1000))
     with TestClient(app) as c:
-        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "threads": 2}
+        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "workers": 1,
+                                                          "threads": 2}
         assert_error(c.post("/v1/read", content=bytes(2000)), 413, "1,000")
         readers = app.state.pool.readers
         assert len(readers) == 2 and readers[0].classifier is not readers[1].classifier
@@ -231,6 +232,46 @@ def test_a_slow_upload_is_cut_off_with_408(reader):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_everything_from_the_server(client, page):
+    """The docs pages work offline: every script, style and icon they name is served by digitocr itself."""
+    import re
+
+    html = client.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    assert any(a.endswith(".js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from another host"
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_worker_processes_read_and_survive_a_killed_worker(reader):
+    """`--workers 2`: inference in two processes; a worker killed mid-service costs one 503, then all is well."""
+    import signal
+
+    app = create_app(ServeSettings(model=MODEL, workers=2))
+    png = drawn([SEVEN])
+    with TestClient(app) as c:
+        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "workers": 2,
+                                                          "threads": 1}
+        bodies = [c.post("/v1/read", content=png).json() for _ in range(4)]
+        assert all(b == reader.read(png).to_dict() for b in bodies)
+        assert_error(c.post("/v1/read", content=png[: len(png) // 2]), 400)  # errors cross the process boundary
+        pids = list(app.state.pool._executor._processes)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        statuses = [c.post("/v1/read", content=png).status_code for _ in range(3)]
+        assert statuses[0] in (200, 503) and statuses[-1] == 200
+        assert c.post("/v1/read", content=png).json()["text"] == "7"
+
+
+def test_worker_processes_report_a_bad_model_in_one_line():
+    with pytest.raises(DigitocrError) as e:
+        create_app(ServeSettings(model="no-such-model", workers=2))
+    assert "no-such-model" in str(e.value) and "\n" not in str(e.value)
 
 
 def free_port() -> int:

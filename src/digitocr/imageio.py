@@ -239,14 +239,16 @@ def array_to_grey(a: np.ndarray, label: str = "array") -> np.ndarray:
         raise ImageError(f"{label}: expected an (H, W) or (H, W, 1|3|4) array, got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ImageError(f"{label}: the image has no pixels ({a.shape[1]}x{a.shape[0]})")
-    f = _to_unit(a)
+    f = _to_unit(a, label)
     if channels in (0, 1):
         return f.reshape(a.shape[:2])
     grey = f[..., :3] @ LUMA  # (H, W)
     return _composite(grey, f[..., 3]) if channels == 4 else grey
 
 
-def _to_unit(a: np.ndarray) -> np.ndarray:
+def _to_unit(a: np.ndarray, label: str) -> np.ndarray:
+    """Any numeric array -> float32 in [0, 1]. Floats up to 1 are taken as [0, 1], larger ones as 0-255;
+    values outside the range (negative, NaN, infinite) are clipped into it."""
     if a.dtype == np.bool_:
         return a.astype(np.float32)
     if a.dtype == np.uint8:
@@ -256,6 +258,7 @@ def _to_unit(a: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.integer):
         return np.clip(a.astype(np.float32) / PIXEL_MAX, 0, 1)
     if np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a.astype(np.float32))
-        return a if a.max(initial=0) <= 1 else np.clip(a / PIXEL_MAX, 0, 1)
-    raise ImageError(f"array of dtype {a.dtype} is not an image")
+        a = np.nan_to_num(a, nan=0.0, posinf=float(PIXEL_MAX), neginf=0.0).astype(np.float32)
+        scale = 1.0 if a.max(initial=0) <= 1 else float(PIXEL_MAX)
+        return np.clip(a / scale, 0, 1)
+    raise ImageError(f"{label}: an array of dtype {a.dtype} is not an image")

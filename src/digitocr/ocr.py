@@ -36,6 +36,7 @@ VERIFIER = "reader"  # the bundled network that knows what is not one digit (ben
 ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
 PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs
+WHOLE_VOTE = 0.0  # ... and with this power for whole glyphs (0: the classifier reads those alone)
 MIN_VOTE = 1e-4
 BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
 
@@ -196,10 +197,12 @@ class Reader:
             return crops, np.stack([known[key][1] for key in keys])
         with one_thread():
             probs = self.classifier(crops)
-        cut = [n for n, key in enumerate(keys) if len(key) == 3 and known[key][1] is not None]
-        if cut and PART_VOTE:
-            both = probs[cut] * np.maximum(np.stack([known[keys[n]][1] for n in cut]), MIN_VOTE) ** PART_VOTE
-            probs[cut] = both / both.sum(1, keepdims=True)
+        power = np.array([PART_VOTE if len(key) == 3 else WHOLE_VOTE for key in keys], np.float32)  # (N,)
+        vote = [n for n, key in enumerate(keys) if power[n] and known[key][1] is not None]
+        if vote:
+            verifier = np.maximum(np.stack([known[keys[n]][1] for n in vote]), MIN_VOTE)  # (V, 10)
+            both = probs[vote] * verifier ** power[vote, None]
+            probs[vote] = both / both.sum(1, keepdims=True)
         return crops, probs
 
     def runs(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray) -> list[tuple[int, int, list[bool]]]:

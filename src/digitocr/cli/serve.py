@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from .common import add_model_arg, positive_float, positive_int
 
@@ -20,9 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"address to listen on; 0.0.0.0 opens it to the network (default: {DEFAULT_HOST})")
     p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
     p.add_argument("--workers", type=positive_int, default=1,
-                   help="server processes, each loading the model once (default: 1)")
+                   help="inference processes, each loading the model once and taking the next waiting request; "
+                        "1 runs inference on threads of the server process (default: 1)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="inference threads per process (default: CPU cores / workers)")
+                   help="with one worker, its inference threads (default: CPU cores); "
+                        "several workers use one thread each")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds a request may take, upload included (default: {DEFAULT_TIMEOUT_S:g})")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..serve.app import create_app
-    from ..serve.settings import SETTINGS_ENV, ServeSettings
+    from ..serve.settings import ServeSettings
 
     settings = ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port,
                              workers=args.workers, threads=args.threads, timeout_s=args.timeout,
@@ -43,12 +44,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model}, "
           f"backend {args.backend}, {args.workers} worker(s) x {settings.inference_threads()} thread(s)",
           flush=True)
-    if args.workers == 1:
-        app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-        return 0
-    create_app(settings)  # load once here too, so a bad --model is reported before workers are spawned
-    os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run("digitocr.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning")
+    app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

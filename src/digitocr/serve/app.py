@@ -15,28 +15,30 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import DigitocrError
 from .limits import BodyLimit
-from .pool import ReaderPool
+from .pool import ProcessReaderPool, ReaderPool
 from .routes import STATIC_DIR, router
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
 
-def build_readers(settings: ServeSettings) -> list[Any]:
-    """One Reader per inference thread, each with its own network, all with the server's image limits."""
+def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any]:
+    """`count` Readers (default: one per inference thread), each with its own network, all with the server's
+    image limits."""
     import torch
 
     from ..classifier import TorchClassifier
     from ..ocr import Reader
     from ..registry import load_model
 
-    threads = settings.inference_threads()
-    torch.set_num_threads(1)  # parallelism comes from the pool's threads, one core each
+    threads = count or settings.inference_threads()
+    torch.set_num_threads(1)  # parallelism comes from the pool's threads or processes, one core each
     if settings.backend == "onnxruntime":
         from ..export import OnnxClassifier
 
@@ -54,6 +56,8 @@ def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
     inference thread) you already have. `overrides` replace settings fields, e.g. timeout_s=0.5."""
     if reader_or_settings is None or isinstance(reader_or_settings, ServeSettings):
         settings = dataclasses.replace(reader_or_settings or ServeSettings(), **overrides)
+        if settings.workers > 1:
+            return build_app(settings, ProcessReaderPool(settings.to_json(), settings.workers, settings.max_waiting))
         readers = build_readers(settings)
     else:
         readers = list(reader_or_settings) if isinstance(reader_or_settings, list | tuple) \
@@ -67,19 +71,16 @@ def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
     return build_app(settings, ReaderPool(readers, settings.max_waiting))
 
 
-def create_app_from_env() -> FastAPI:
-    """Factory for `serve --workers N`: each worker process reads the settings from the environment."""
-    return create_app(ServeSettings.from_env())
-
-
-def build_app(settings: ServeSettings, pool: ReaderPool) -> FastAPI:
+def build_app(settings: ServeSettings, pool: ReaderPool | ProcessReaderPool) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         pool.close()
 
-    app = FastAPI(title="digitocr", version=__version__, lifespan=lifespan,
-                  description="Read handwritten digits from photos, scans and drawings.")
+    # FastAPIOffline: the /docs and /redoc pages load Swagger UI and ReDoc from files installed with the package,
+    # not from a CDN, so they work on machines without internet
+    app = FastAPIOffline(title="digitocr", version=__version__, lifespan=lifespan,
+                         description="Read handwritten digits from photos, scans and drawings.")
     app.state.settings = settings
     app.state.pool = pool
     app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)

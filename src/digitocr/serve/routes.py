@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
-from PIL import Image
 
-from ..constants import PIXEL_MAX
 from ..errors import DigitocrError
 from .limits import IMAGE_FIELD, image_from_request
+from .tasks import classify_payload, read_payload
 
 router = APIRouter()
 STATIC_DIR = Path(__file__).parent / "static"  # the drawing page: plain HTML, JS and CSS, no build step
@@ -58,35 +55,6 @@ async def receive_image(request: Request, name: str | None) -> tuple[bytes, str 
     return data, label, timeout_s - (time.perf_counter() - start)
 
 
-def png_data_url(crop: np.ndarray) -> str:
-    """A (28, 28) float crop in [0, 1] (white ink on black, as the network sees it) -> data:image/png URL."""
-    pixels = np.clip(np.asarray(crop, np.float32) * PIXEL_MAX + 0.5, 0, PIXEL_MAX).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def probabilities(probs: np.ndarray) -> list[float]:
-    return [round(float(p), 6) for p in probs]
-
-
-def read_payload(reader: Any, data: bytes, name: str | None, crops: bool) -> dict[str, Any]:
-    """`read --json`'s object; with crops, each digit also gets its 28x28 input and 10 probabilities.
-
-    Runs on a pool thread: decoding, reading and PNG encoding all stay off the event loop.
-    """
-    result = reader.read(data, name=name)
-    payload = result.to_dict()
-    if crops and result.digits:
-        probs = getattr(result, "probabilities", None)
-        if probs is None:  # the classifier is deterministic: its answer for the same crops is the same
-            probs = reader.classifier(result.crops)  # (N, 10)
-        for entry, crop, p in zip(payload["digits"], result.crops, probs, strict=True):
-            entry["probabilities"] = probabilities(p)
-            entry["crop"] = png_data_url(crop)
-    return payload
-
-
 @router.post("/v1/read", summary="Read the digits in an image", openapi_extra=IMAGE_BODY, responses=ERRORS)
 async def read(request: Request,
                crops: bool = Query(False, description="also return each digit's 28x28 input (PNG data URL) "
@@ -95,7 +63,7 @@ async def read(request: Request,
     """Send an image (multipart field `image`, or the raw body); get `digitocr read --json`'s object."""
     data, label, left_s = await receive_image(request, name)
     pool, limit_s = request.app.state.pool, request.app.state.settings.timeout_s
-    payload = await pool.run(lambda reader: read_payload(reader, data, label, crops), left_s, limit_s)
+    payload = await pool.run(partial(read_payload, data=data, name=label, crops=crops), left_s, limit_s)
     return json_response(payload)
 
 
@@ -104,10 +72,7 @@ async def classify(request: Request):
     """The whole image is one digit: returns the predicted digit, its confidence and all 10 probabilities."""
     data, _, left_s = await receive_image(request, None)
     limit_s = request.app.state.settings.timeout_s
-    probs = await request.app.state.pool.run(lambda reader: reader.classify(data), left_s, limit_s)
-    digit = int(np.argmax(probs))
-    return json_response({"digit": digit, "confidence": round(float(probs[digit]), 6),
-                          "probabilities": probabilities(probs)})
+    return json_response(await request.app.state.pool.run(partial(classify_payload, data=data), left_s, limit_s))
 
 
 @router.get("/v1/models", summary="The bundled models and the one being served")
@@ -116,7 +81,7 @@ async def models(request: Request):
 
     settings = request.app.state.settings
     return {"serving": {"model": settings.model, "backend": settings.backend,
-                        "threads": request.app.state.pool.size},
+                        **request.app.state.pool.describe()},
             "models": [{"name": name, "card": model_card(name)} for name in bundled_models()]}
 
 
