@@ -266,6 +266,26 @@ def test_worker_processes_read_and_survive_a_killed_worker(reader):
         statuses = [c.post("/v1/read", content=png).status_code for _ in range(3)]
         assert statuses[0] in (200, 503) and statuses[-1] == 200
         assert c.post("/v1/read", content=png).json()["text"] == "7"
+        workers = list(app.state.pool._executor._processes)
+    assert not any(alive(pid) for pid in workers), "worker processes outlived the server's shutdown"
+
+
+def alive(pid: int) -> bool:
+    """A live process (not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_worker_processes_report_a_bad_model_in_one_line():
@@ -280,21 +300,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_command_end_to_end(tmp_path):
+def start_server(*extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    cmd = [sys.executable, "-m", "digitocr", "serve", "--model", MODEL, "--port", str(port), "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [sys.executable, "-m", "digitocr", "serve", "--model", MODEL, "--port", str(port), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), port
+
+
+def wait_for_health(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                assert json.load(r)["status"] == "ok"
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the server did not start within 60 s"
+            time.sleep(0.2)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the worker processes")
+def test_workers_exit_when_the_server_is_killed_hard():
+    """SIGKILL leaves no shutdown to run: the inference processes notice their parent is gone and exit."""
+    proc, port = start_server("--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert json.load(r)["status"] == "ok"
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "the server did not start within 60 s"
-                time.sleep(0.2)
+        wait_for_health(proc, port)
+        children = [int(pid) for pid in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+    assert wait_until(lambda: not any(alive(pid) for pid in children), 15), "workers outlived a killed server"
+
+
+def test_serve_command_end_to_end(tmp_path):
+    proc, port = start_server("--threads", "1")
+    try:
+        wait_for_health(proc, port)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/read", data=drawn([SEVEN]), method="POST",
                                      headers={"content-type": "image/png"})
         with urllib.request.urlopen(req, timeout=10) as r:

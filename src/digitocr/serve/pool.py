@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -114,11 +116,21 @@ _reader: Any = None  # a worker process's reader, built once by _init_worker (ne
 _init_error: str | None = None  # why it could not be built: reported by the parent in one line
 
 
+def _exit_with_parent() -> None:
+    """A worker outlives a server killed hard (SIGKILL, OOM): the task queue's pipe never reports the end,
+    because every worker holds its write end too. So each worker watches its parent and exits with it."""
+    parent = mp.parent_process()
+    if parent is not None:
+        mp_connection.wait([parent.sentinel])
+        os._exit(0)
+
+
 def _init_worker(settings_json: str) -> None:
     global _reader, _init_error
     from .app import build_readers
     from .settings import ServeSettings
 
+    threading.Thread(target=_exit_with_parent, name="digitocr-parent-watch", daemon=True).start()
     try:
         _reader = build_readers(ServeSettings.from_json(settings_json), count=1)[0]
     except DigitocrError as e:
@@ -178,7 +190,8 @@ class ProcessReaderPool(_Pool):
         return asyncio.ensure_future(self._call(fn))
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Queued requests are dropped; each worker finishes what it is reading, then exits."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
         return f"ProcessReaderPool(processes={self.size}, max_waiting={self.max_waiting})"
