@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,7 +326,7 @@ def test_workers_exit_when_the_server_is_killed_hard():
     proc, port = start_server("--workers", "2")
     try:
         wait_for_health(proc, port)
-        children = [int(pid) for pid in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
         assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
     finally:
         proc.kill()
@@ -344,3 +345,11 @@ def test_serve_command_end_to_end(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_threads_with_several_workers_is_refused_in_one_line(capsys):
+    from digitocr.cli import main
+
+    assert main(["serve", "--workers", "2", "--threads", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--threads" in err and "\n" not in err

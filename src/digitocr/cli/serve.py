@@ -11,19 +11,19 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..serve.settings import DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S
+    from ..serve.settings import DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, default_workers
 
     p = sub.add_parser("serve", help="HTTP API (/v1/read, /v1/classify, /docs) and a page to draw digits on")
     add_model_arg(p, "best")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on; 0.0.0.0 opens it to the network (default: {DEFAULT_HOST})")
     p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="inference processes, each loading the model once and taking the next waiting request; "
-                        "1 runs inference on threads of the server process (default: 1)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="inference processes, each loading the model once and taking the next waiting request "
+                        "on one core; 1 runs inference on threads of the server process "
+                        f"(default: {default_workers()}, one per core, or 1 when --threads is given)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="with one worker, its inference threads (default: CPU cores); "
-                        "several workers use one thread each")
+                   help="inference threads in the server process, for --workers 1 (default: CPU cores)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds a request may take, upload included (default: {DEFAULT_TIMEOUT_S:g})")
@@ -35,15 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ..errors import DigitocrError
     from ..serve.app import create_app
-    from ..serve.settings import ServeSettings
+    from ..serve.settings import ServeSettings, default_workers
 
+    workers = args.workers or (1 if args.threads else default_workers())
+    if workers > 1 and args.threads:
+        raise DigitocrError("--threads is for --workers 1 (inference on threads of one process); "
+                            "with several workers each has one core")
     settings = ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port,
-                             workers=args.workers, threads=args.threads, timeout_s=args.timeout,
+                             workers=workers, threads=args.threads, timeout_s=args.timeout,
                              max_bytes=args.max_bytes)
+    pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"
     print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model}, "
-          f"backend {args.backend}, {args.workers} worker(s) x {settings.inference_threads()} thread(s)",
-          flush=True)
+          f"backend {args.backend}, {pool}", flush=True)
     app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -13,6 +13,13 @@ DEFAULT_PORT = 8000
 DEFAULT_MAX_BYTES = 10 * 2**20  # a 12-megapixel phone JPEG is 3-6 MB
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_WAITING = 256  # requests queued for inference beyond this are refused with 503
+MAX_DEFAULT_WORKERS = 4  # each worker process holds its own torch and model (~350 MB)
+
+
+def default_workers() -> int:
+    """`serve`'s default: one inference process per core (up to MAX_DEFAULT_WORKERS). The pipeline's Python
+    holds the GIL, so threads of one process do not keep several cores busy; processes do."""
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
 @dataclass(frozen=True)
