@@ -176,7 +176,7 @@ class ProcessReaderPool(_Pool):
         try:
             return await asyncio.wrap_future(executor.submit(_call_in_worker, fn))
         except BrokenProcessPool:
-            await self._restart(executor)
+            await asyncio.shield(self._restart(executor))  # a request timing out must not abandon the restart
             raise WorkerDiedError("an inference worker died during this request; it was restarted, "
                                   "try again") from None
 
