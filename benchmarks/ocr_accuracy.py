@@ -1,6 +1,6 @@
 """How well and how fast the Reader reads a generated OCR set (make_ocr_set.py), plus UCI optdigits.
 
-    python benchmarks/ocr_accuracy.py --set /tmp/ocr_set2 --model best --threads 1
+    python benchmarks/ocr_accuracy.py --set /tmp/ocr_set2 --model photo --threads 1
 
 Prints Markdown tables: per-digit accuracy (Levenshtein alignment against the truth), whole-text exact match
 and images/s per category, and the accuracy of scikit-learn's 8x8 optdigits through the same framing path
@@ -112,7 +112,7 @@ def missed_targets(results: dict) -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", required=True, help="folder written by make_ocr_set.py")
-    p.add_argument("--model", default="best", help="model spec (default: best)")
+    p.add_argument("--model", default="photo", help="model spec (default: photo, the Reader's default)")
     p.add_argument("--verifier", default="reader",
                    help="network that scores cuts of touching digits: bundled name, run folder, checkpoint, "
                         "or 'none' for the classifier's confidence (default: reader)")

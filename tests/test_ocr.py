@@ -134,9 +134,14 @@ def test_boxes_are_in_original_pixels(reader, digits):
         assert x >= 0 and x + bw <= w and y >= 0 and y + bh <= h and 200 < bh < 360
 
 
+def uniform(crops: np.ndarray) -> np.ndarray:
+    return np.full((len(crops), 10), 0.1, np.float32)
+
+
 def test_ready_classifier_object_plugs_in(digits):
-    uniform = Reader(lambda crops: np.full((len(crops), 10), 0.1, np.float32))
-    assert uniform.read(photo("5", Style(), digits)).text == "0"
+    assert Reader(uniform, verifier=None).read(photo("5", Style(), digits)).text == "0"
+    # with the bundled verifier, its digit probabilities vote too (WHOLE_VOTE): a uniform classifier defers
+    assert Reader(uniform).read(photo("5", Style(), digits)).text == "5"
 
 
 def test_pixel_limit(reader):

@@ -1,7 +1,7 @@
 """Reader: load a classifier once, then read digits and numbers from photos, scans, screenshots, drawings.
 
     from digitocr import Reader
-    result = Reader("best").read("meter.jpg")
+    result = Reader().read("meter.jpg")  # the bundled "photo" classifier; Reader("best") etc. also work
     result.text, result.digits, result.to_dict()
 
 The pipeline (one for CLI, API and web page): decode at the scale where digits are ~40 px tall (imageio)
@@ -32,11 +32,13 @@ PREVIEW_MIN_DIGIT_PX = 5  # digits this short in the preview (1/8 of a photo, sa
 DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
 LOW_CONFIDENCE_MARK = "?"
 LINE_SEPARATOR = "\n"
-VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_reader_model.py)
+CLASSIFIER = "photo"  # the bundled `best` fine-tuned on digits cut from photos (benchmarks/train_photo_model.py)
+VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_photo_model.py)
 ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
 PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs
-WHOLE_VOTE = 0.0  # ... and with this power for whole glyphs (0: the classifier reads those alone)
+WHOLE_VOTE = 2.0  # ... and with this power for whole glyphs: it sees the ink around them (a broken-off bar
+# of a 5 that find_glyphs left apart, say), which the classifier does not (chosen on seeds 1 and 3: 0, 1, 2, 3)
 MIN_VOTE = 1e-4
 BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
 
@@ -68,7 +70,7 @@ class ReadResult:
     digits: list[Digit]
     crops: np.ndarray = field(repr=False)  # (N, 28, 28) float32: what the network saw, one per digit
     page: GreyImage | None = field(default=None, repr=False)  # the decoded page, kept when debug=True
-    probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, 10) the classifier's answers
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, 10) classifier x verifier votes
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "text": self.text, "digits": [d.to_dict() for d in self.digits]}
@@ -77,13 +79,14 @@ class ReadResult:
 class Reader:
     """Reads digits from images with one classifier, loaded once.
 
-    `model` is a model spec (a bundled name such as "best", a run folder or a checkpoint file) or a ready
-    classifier: any callable taking (N, 28, 28) float32 crops to (N, 10) probabilities. `verifier` (default:
-    the bundled "reader" network) scores candidate parts of touching digits: a model spec or callable whose
-    11th output is "not one digit"; None lets the classifier's confidence score them instead.
+    `model` (default: the bundled "photo") is a model spec (a bundled name such as "photo" or "best", a run
+    folder or a checkpoint file) or a ready classifier: any callable taking (N, 28, 28) float32 crops to (N, 10)
+    probabilities. `verifier` (default: the bundled "reader" network) scores candidate parts of touching
+    digits: a model spec or callable whose 11th output is "not one digit"; None lets the classifier's
+    confidence score them instead.
     """
 
-    def __init__(self, model: Any = "best", backend: str = "torch",
+    def __init__(self, model: Any = CLASSIFIER, backend: str = "torch",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER):
         from .registry import bundled_models
@@ -92,7 +95,7 @@ class Reader:
         if verifier == model and isinstance(model, str | Path):
             verifier = raw  # one network both verifies and reads
         elif isinstance(verifier, str | Path):
-            verifier = _load(verifier, "torch") if verifier != VERIFIER or VERIFIER in bundled_models() else None
+            verifier = _load(verifier, backend) if verifier != VERIFIER or VERIFIER in bundled_models() else None
         self.classifier = DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
         self.verifier = verifier
         self._reads_with_verifier = verifier is raw
@@ -120,9 +123,13 @@ class Reader:
         """One digit image (any size or polarity) -> (10,) probabilities; all its ink is taken as one digit."""
         page = self.load(image, name)
         glyphs = [g for line in find_glyphs(ink_map(page.pixels)) for g in line]
-        crop = frame_digit(_paste(glyphs, page.pixels.shape))
+        crop = frame_digit(_paste(glyphs, page.pixels.shape))[None]  # (1, 28, 28)
         with one_thread():
-            return self.classifier(crop[None])[0]
+            probs = self.classifier(crop)
+        if self.verifier is None or self._reads_with_verifier:
+            return probs[0]
+        _, digits = self.verify(crop)  # as read() does for a whole glyph: the verifier votes
+        return vote(probs, digits, np.array([WHOLE_VOTE], np.float32))[0]
 
     def verify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(P(one digit) (N,), the verifier's digit probabilities (N, 10) or None) for framed crops."""
@@ -188,8 +195,9 @@ class Reader:
                 search.update()
 
     def classify_parts(self, keys: list[tuple], known: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(crops (N, 28, 28), digit probabilities (N, 10)) of the chosen parts: the classifier's, and for
-        parts of cut or joined glyphs also the verifier's (it has seen such parts; the classifier has not)."""
+        """(crops (N, 28, 28), digit probabilities (N, 10)) of the chosen parts: the classifier's times the
+        verifier's (to the power PART_VOTE for parts of cut or joined glyphs, WHOLE_VOTE for whole glyphs),
+        renormalised: two networks that saw the part differently (alone; in context) vote."""
         if not keys:
             return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32), np.zeros((0, NUM_CLASSES), np.float32)
         crops = np.stack([known[key][0] for key in keys])
@@ -198,11 +206,9 @@ class Reader:
         with one_thread():
             probs = self.classifier(crops)
         power = np.array([PART_VOTE if len(key) == 3 else WHOLE_VOTE for key in keys], np.float32)  # (N,)
-        vote = [n for n, key in enumerate(keys) if power[n] and known[key][1] is not None]
-        if vote:
-            verifier = np.maximum(np.stack([known[keys[n]][1] for n in vote]), MIN_VOTE)  # (V, 10)
-            both = probs[vote] * verifier ** power[vote, None]
-            probs[vote] = both / both.sum(1, keepdims=True)
+        voting = [n for n, key in enumerate(keys) if power[n] and known[key][1] is not None]
+        if voting:
+            probs[voting] = vote(probs[voting], np.stack([known[keys[n]][1] for n in voting]), power[voting])
         return crops, probs
 
     def runs(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray) -> list[tuple[int, int, list[bool]]]:
@@ -275,6 +281,12 @@ def split_probs(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     single = np.clip(1.0 - probs[:, NUM_CLASSES:].sum(1), 0.0, 1.0)
     digits = probs[:, :NUM_CLASSES] / np.maximum(probs[:, :NUM_CLASSES].sum(1, keepdims=True), 1e-12)
     return digits.astype(np.float32), single.astype(np.float32)
+
+
+def vote(probs: np.ndarray, verifier: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """The classifier's digit probabilities (N, 10) times the verifier's (N, 10) to the power (N,), renormalised."""
+    both = probs * np.maximum(verifier, MIN_VOTE) ** power[:, None]
+    return both / both.sum(1, keepdims=True)
 
 
 def outputs(classifier: Any) -> int:

@@ -11,10 +11,17 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..serve.settings import DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT, DEFAULT_TIMEOUT_S, default_workers
+    from ..serve.settings import (
+        DEFAULT_HOST,
+        DEFAULT_MAX_BYTES,
+        DEFAULT_PORT,
+        DEFAULT_TIMEOUT_S,
+        ServeSettings,
+        default_workers,
+    )
 
     p = sub.add_parser("serve", help="HTTP API (/v1/read, /v1/classify, /docs) and a page to draw digits on")
-    add_model_arg(p, "best")
+    add_model_arg(p, ServeSettings.model)
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on; 0.0.0.0 opens it to the network (default: {DEFAULT_HOST})")
     p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")

@@ -34,21 +34,26 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     import torch
 
     from ..classifier import TorchClassifier
-    from ..ocr import Reader
-    from ..registry import load_model
+    from ..ocr import VERIFIER, Reader
+    from ..registry import bundled_models, load_model
 
     threads = count or settings.inference_threads()
     torch.set_num_threads(1)  # parallelism comes from the pool's threads or processes, one core each
     if settings.backend == "onnxruntime":
         from ..export import OnnxClassifier
 
-        classifiers = [OnnxClassifier.from_model(settings.model, threads=1) for _ in range(threads)]
+        def load(spec: str) -> Any:  # one intra-op thread: onnxruntime's pool would spin on the other cores
+            return OnnxClassifier.from_model(spec, threads=1)
     elif settings.backend == "torch":
-        classifiers = [TorchClassifier(load_model(settings.model)) for _ in range(threads)]
+        def load(spec: str) -> Any:
+            return TorchClassifier(load_model(spec))
     else:
         raise DigitocrError(f"--backend {settings.backend!r}: choose torch or onnxruntime")
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes)
-    return [Reader(model=c, **limits) for c in classifiers]
+    verifier = VERIFIER if VERIFIER in bundled_models() else None
+    # the verifier scores every glyph (and candidate cuts): on the server's backend, like the classifier
+    return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None, **limits)
+            for _ in range(threads)]
 
 
 def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:

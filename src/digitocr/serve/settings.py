@@ -24,7 +24,7 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str = "best"
+    model: str = "photo"  # the reader's default classifier (ocr.CLASSIFIER): `best` fine-tuned on photo crops
     backend: str = "torch"  # or "onnxruntime"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
