@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import DigitocrError
 from .limits import BodyLimit
-from .pool import ProcessReaderPool, ReaderPool
+from .pool import ReaderPool
 from .routes import STATIC_DIR, router
 from .settings import ServeSettings
+from .workers import ProcessReaderPool
 
 log = logging.getLogger(__name__)
 
