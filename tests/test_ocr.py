@@ -174,3 +174,27 @@ def test_20_megapixels_within_memory_bound(model):
     assert text == "11"
     assert growth < MEMORY_BOUND, f"peak RSS grew by {growth / 2**20:.0f} MiB"
     assert seconds < 20
+
+
+class UnionVerifier(Reader):
+    """A stand-in verifier for rejoin_lines: parts come as (upper, lower, union) triples; unions are digits."""
+
+    def verify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        p_one = np.tile(np.array([0.1, 0.05, 0.9], np.float32), len(crops) // 3)
+        return p_one, None
+
+
+def test_pieces_on_two_lines_are_rejoined_when_the_verifier_prefers_the_union():
+    import cv2
+
+    from digitocr.preprocess import InkMap
+    from digitocr.segment import find_glyphs
+
+    page = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(page, (50, 40), (14, 14), 0, 90, 270, 1, 4)  # the top piece of a broken digit ...
+    cv2.ellipse(page, (54, 80), (16, 20), 0, -90, 180, 1, 4)  # ... its bottom piece, on a "line" of its own
+    lines = find_glyphs(InkMap(page.astype(np.float32), True, 0.5))
+    assert len(lines) == 2
+    reader = UnionVerifier(uniform, verifier=lambda crops: crops)
+    [[joined]] = reader.rejoin_lines(lines, page.astype(np.float32))
+    assert joined.box[1] == lines[0][0].box[1] and joined.box[1] + joined.box[3] == sum(lines[1][0].box[1::2])

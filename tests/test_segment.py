@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from digitocr.preprocess import InkMap
-from digitocr.segment import Glyph, Lattice, PathSearch, find_cuts, find_glyphs, spaces_before
+from digitocr.segment import Glyph, Lattice, PathSearch, find_cuts, find_glyphs, spaces_before, stacked_pairs
 
 
 def ink_of(mask: np.ndarray) -> InkMap:
@@ -154,6 +154,26 @@ def test_pieces_of_a_broken_digit_may_be_joined():
                           max(g.box[0] + g.box[2] for g in line) - min(g.box[0] for g in line), joined.box[3])
     search = run_search(lat, [0.05, 0.05], lambda part: 0.95 if part.box[2] > 20 else 0.05)
     assert search.path() == [(0, lat.end)]
+
+
+def test_pieces_on_two_lines_are_stacked_pairs_and_lines_of_digits_are_not():
+    page = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(page, (50, 40), (14, 14), 0, 90, 270, 1, 4)  # a piece (the left half of a ring) ...
+    cv2.ellipse(page, (54, 80), (16, 20), 0, -90, 180, 1, 4)  # ... and, just below it, a taller one
+    draw_zero(page, 120, 20)  # two lines of whole digits, a normal line gap apart
+    draw_zero(page, 120, 80)
+    lines = find_glyphs(ink_of(page))
+    assert len(lines) == 2
+    pairs = stacked_pairs(lines)
+    assert [(lines[n][i].box[0] < 100, lines[m][j].box[0] < 100) for n, i, m, j in pairs] == [(True, True)]
+
+
+def test_part_scores_never_exceed_zero():
+    """The search is best-first: a part's score (log-probability) must not be positive."""
+    glyph = touching_zeros()
+    lat = Lattice([glyph], 40)
+    for j in lat.successors(0):
+        assert lat.edge_score(0, j, 1.0) <= 0.0
 
 
 def test_blank_gives_no_lines():

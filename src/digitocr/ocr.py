@@ -5,7 +5,8 @@
     result.text, result.digits, result.to_dict()
 
 The pipeline (one for CLI, API and web page): decode at the scale where digits are ~40 px tall (imageio)
--> ink map (preprocess) -> glyphs in lines (segment) -> each glyph framed as MNIST and verified whole by a
+-> ink map (preprocess) -> glyphs in lines (segment) -> pieces of a broken digit that landed on two lines
+rejoined when the verifier prefers their union -> each glyph framed as MNIST and verified whole by a
 network that knows what is not one digit -> glyphs that may be touching digits (or pieces of a broken one)
 get candidate cuts (and joins), and the reading that makes every part most surely one digit is found by a
 best-first search over them, verified in page-wide batches -> the chosen parts classified -> text.
@@ -24,7 +25,18 @@ import numpy as np
 from .constants import IMAGE_SIZE, NUM_CLASSES
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import frame_digit, frame_parts, ink_map
-from .segment import MERGE_GAP, Glyph, Lattice, PathSearch, find_glyphs, line_height, may_touch, spaces_before
+from .segment import (
+    MERGE_GAP,
+    Glyph,
+    Lattice,
+    PathSearch,
+    find_glyphs,
+    line_height,
+    may_touch,
+    merge_glyphs,
+    spaces_before,
+    stacked_pairs,
+)
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
 TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
@@ -152,6 +164,7 @@ class Reader:
         part in the context of the ink around it on `page` (the ink map); the classifier sees it alone.
         Returns the lines of chosen glyphs, their digit probabilities (N, 10) and their crops (N, 28, 28).
         """
+        lines = self.rejoin_lines(lines, page)
         heights = [line_height(line) for line in lines]
         flat = [(g, heights[n], n) for n, line in enumerate(lines) for g in line]
         whole, whole_context = frame_parts([g for g, _, _ in flat], page)  # (G, 28, 28) each
@@ -174,6 +187,29 @@ class Reader:
         for k in sorted(chosen):
             out[flat[k][2]] += [g for g, _ in chosen[k]]
         return out, probs, crops
+
+    def rejoin_lines(self, lines: list[list[Glyph]], page: np.ndarray) -> list[list[Glyph]]:
+        """Join glyphs that group_lines put on neighbouring lines when they are the pieces of one broken digit:
+        stacked close together, and the verifier finds their union more surely one digit than either piece."""
+        pairs = stacked_pairs(lines)
+        if not pairs or self.verifier is None:
+            return lines
+        parts = [g for n, i, m, j in pairs
+                 for g in (lines[n][i], lines[m][j], merge_glyphs([lines[n][i], lines[m][j]]))]
+        _, in_context = frame_parts(parts, page)
+        p_one = self.verify(in_context)[0].reshape(len(pairs), 3)  # (pairs, [upper, lower, union])
+        gain = p_one[:, 2] - p_one[:, :2].max(1)
+        out: list[list[Glyph | None]] = [list(line) for line in lines]
+        used: set[tuple[int, int]] = set()
+        for q in np.argsort(-gain):
+            n, i, m, j = pairs[q]
+            if gain[q] <= 0 or (n, i) in used or (m, j) in used:
+                continue
+            used |= {(n, i), (m, j)}
+            out[n][i] = parts[3 * q + 2]  # the union takes the upper piece's place; the lower one leaves its line
+            out[m][j] = None
+        kept = [[g for g in line if g is not None] for line in out]
+        return [sorted(line, key=lambda g: g.box[0] + g.box[2] / 2) for line in kept if line]
 
     def search(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray, page: np.ndarray,
                known: dict) -> list[tuple[int, PathSearch]]:

@@ -38,7 +38,8 @@ FRAGMENT_HEIGHT = 0.75  # one piece is shorter than this many digit heights (two
 MERGE_MAX_HEIGHT = 1.35  # together they are at most this many digit heights tall ...
 MERGE_MAX_WIDTH = 1.3  # ... and wide; and either stacked:
 MERGE_OVERLAP = 0.3  # overlapping horizontally by this fraction of the narrower piece ...
-MERGE_GAP = 0.3  # ... with a vertical gap under this fraction of the digit height; or small and near:
+FRAGMENT_GAP = 0.15  # ... with a vertical gap under this fraction of the digit height; or small and near:
+# (FRAGMENT_GAP was named MERGE_GAP = 0.3, shadowed by the lattice's MERGE_GAP = 0.15 below: 0.15 is what ran)
 SMALL_FRAGMENT = 0.5  # a piece flatter than this fraction of the digit height (no digit is) ...
 NEAR = 0.1  # ... within this fraction of the digit height of the other
 
@@ -62,13 +63,18 @@ MAX_CUTS_PER_HEIGHT = 25  # at most this many cuts per line height of glyph widt
 SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
 WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
 WIDE_SIGMA = 0.25  # ... log-width penalty spread (MNIST: 5% of digits are wider than 1.25)
-LOG_P_TOUCH = -0.5  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
-CUT_FREE = 1.5  # a cut through up to this much ink costs nothing (touching digits meet briefly) ...
+LOG_P_TOUCH = -0.25  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
+CUT_FREE = 3.5  # a cut through up to this much ink costs nothing: touching digits overlap, and a 1 drawn
+# across a 5 is crossed 2-3.5 stroke widths deep (was 1.5, LOG_P_TOUCH -0.5: seeds 1+3 touching 64 -> 56 misses)
 CUT_WEIGHT = 0.5  # ... each stroke width more costs this much log-odds
 MIN_P = 1e-4  # probabilities are floored here before taking logs
 MERGE_GAP = 0.15  # neighbouring glyphs this close (or overlapping) ...
 MERGE_WIDTH = 1.2  # ... and together no wider than this may be the pieces of one broken digit ...
 MAX_MERGE = 3  # ... up to this many of them
+
+# --- broken digits across lines: pieces that group_lines put on two lines (a 5's top above its hook) ---
+STACK_OVERLAP = 0.3  # glyphs on neighbouring lines overlapping horizontally by this fraction of the narrower ...
+STACK_GAP = 0.25  # ... with a vertical gap under this fraction of the taller one may be one digit's pieces
 
 
 @dataclass
@@ -159,7 +165,7 @@ def _belong_together(a: np.ndarray, b: np.ndarray, height: float) -> bool:
     merged_w = max(a[0] + a[2], b[0] + b[2]) - min(a[0], b[0])
     if merged_h > MERGE_MAX_HEIGHT * height or merged_w > MERGE_MAX_WIDTH * height:
         return False
-    stacked = h_overlap >= MERGE_OVERLAP * min(a[2], b[2]) and -v_overlap < MERGE_GAP * height
+    stacked = h_overlap >= MERGE_OVERLAP * min(a[2], b[2]) and -v_overlap < FRAGMENT_GAP * height
     small = min(a[3], b[3]) < SMALL_FRAGMENT * height  # a flat piece: a bar, a dot, a serif
     near = h_overlap > -NEAR * height and v_overlap > -NEAR * height
     return stacked or (small and near)
@@ -203,6 +209,24 @@ def _line_overlap(prev: Box, box: Box) -> float:
         return 0.0
     overlap = min(prev[1] + prev[3], box[1] + box[3]) - max(prev[1], box[1])
     return max(0.0, overlap / min(prev[3], box[3]))
+
+
+def stacked_pairs(lines: list[list[Glyph]]) -> list[tuple[int, int, int, int]]:
+    """(line, glyph, next line, glyph) of glyphs on neighbouring lines stacked closely enough to be pieces of
+    one broken digit; whether they are is for the verifier to say (lines of a page are further apart)."""
+    out = []
+    for n in range(len(lines) - 1):
+        for i, a in enumerate(lines[n]):
+            for j, b in enumerate(lines[n + 1]):
+                if _stacked(a.box, b.box):
+                    out.append((n, i, n + 1, j))
+    return out
+
+
+def _stacked(a: Box, b: Box) -> bool:
+    h_overlap = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    v_gap = max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])  # < 0: they overlap vertically
+    return h_overlap >= STACK_OVERLAP * min(a[2], b[2]) and v_gap < STACK_GAP * max(a[3], b[3])
 
 
 def line_height(line: list[Glyph]) -> float:
