@@ -5,7 +5,7 @@
 Crops are made the way the Reader sees them. Short lines of 1-3 handwritten digits (MNIST's *training*
 split only; its first 5,000 images, the validation split, make the held-out set) are set touching or apart,
 slanted, rotated and photographed (ink colour, lighting, blur, noise, JPEG); the Reader's own path decodes
-the photo at its working scale and finds the ink; `segment.find_glyphs` and `segment.Lattice` cut it as the
+the photo at its working scale and finds the ink; `segment.find_glyphs` and `cuts.Lattice` cut it as the
 Reader does, and `preprocess.frame_digits` frames every whole glyph and a sample of candidate parts. Each
 part is labelled from which digit owns its ink: one digit's ink almost whole and almost alone is that
 digit; a pair, half a digit, or a digit with a chunk of its neighbour is "not one digit"; parts in between
@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from digitocr.checkpoint import save_checkpoint
 from digitocr.config import ModelConfig
 from digitocr.constants import DATASETS, NUM_CLASSES, PIXEL_MAX
+from digitocr.cuts import Lattice
 from digitocr.imageio import load_grey
 from digitocr.model import build_model
 from digitocr.ocr import digit_scale
 from digitocr.preprocess import InkMap, frame_digits, frame_parts, ink_map, stroke_width
-from digitocr.segment import Lattice, find_glyphs, line_height
+from digitocr.segment import find_glyphs, line_height
 from ocr_fixtures import Style, digit_ink, encode, line_layout, photograph
 
 log = logging.getLogger("train_reader_model")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digitocr.cuts import Lattice, PathSearch, find_cuts
 from digitocr.preprocess import InkMap
-from digitocr.segment import Glyph, Lattice, PathSearch, find_cuts, find_glyphs, spaces_before, stacked_pairs
+from digitocr.segment import Glyph, find_glyphs, spaces_before, stacked_pairs
 
 
 def ink_of(mask: np.ndarray) -> InkMap:

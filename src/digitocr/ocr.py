@@ -23,20 +23,10 @@ from typing import Any
 import numpy as np
 
 from .constants import IMAGE_SIZE, NUM_CLASSES
+from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import frame_digit, frame_parts, ink_map
-from .segment import (
-    MERGE_GAP,
-    Glyph,
-    Lattice,
-    PathSearch,
-    find_glyphs,
-    line_height,
-    may_touch,
-    merge_glyphs,
-    spaces_before,
-    stacked_pairs,
-)
+from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pairs
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
 TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
