@@ -36,14 +36,15 @@ class TorchClassifier:
 
 
 def load_classifier(model: str = "best", backend: str = "torch", device: str = "cpu",
-                    precision: str = "auto"):
-    """The classifier for a --model spec on a backend ('torch' or 'onnxruntime')."""
+                    precision: str = "auto", threads: int | None = None):
+    """The classifier for a --model spec on a backend ('torch' or 'onnxruntime'); `threads`: onnxruntime's
+    intra-op threads (None: its default; torch's are process-wide, set with torch.set_num_threads)."""
     if backend == "torch":
         return TorchClassifier(load_model(model, resolve_device(device)), precision)
     if backend == "onnxruntime":
         from .export import OnnxClassifier  # optional dependency, imported only when asked for
 
-        return OnnxClassifier.from_model(model)
+        return OnnxClassifier.from_model(model, threads)
     from .errors import DigitocrError
 
     raise DigitocrError(f"--backend {backend!r}: choose torch or onnxruntime")

@@ -34,22 +34,16 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     image limits."""
     import torch
 
-    from ..classifier import TorchClassifier
+    from ..classifier import load_classifier
     from ..ocr import VERIFIER, Reader
-    from ..registry import bundled_models, load_model
+    from ..registry import bundled_models
 
     threads = count or settings.inference_threads()
     torch.set_num_threads(1)  # parallelism comes from the pool's threads or processes, one core each
-    if settings.backend == "onnxruntime":
-        from ..export import OnnxClassifier
 
-        def load(spec: str) -> Any:  # one intra-op thread: onnxruntime's pool would spin on the other cores
-            return OnnxClassifier.from_model(spec, threads=1)
-    elif settings.backend == "torch":
-        def load(spec: str) -> Any:
-            return TorchClassifier(load_model(spec))
-    else:
-        raise DigitocrError(f"--backend {settings.backend!r}: choose torch or onnxruntime")
+    def load(spec: str) -> Any:  # one intra-op thread: onnxruntime's pool would spin on the other cores
+        return load_classifier(spec, settings.backend, threads=1)
+
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes)
     verifier = VERIFIER if VERIFIER in bundled_models() else None
     # the verifier scores every glyph (and candidate cuts): on the server's backend, like the classifier
