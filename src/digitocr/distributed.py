@@ -6,6 +6,7 @@ every global batch (gloo on CPUs, NCCL on GPUs), DDP averages gradients, rank 0 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass
@@ -95,5 +96,10 @@ def any_rank(flag: bool, ctx: Context) -> bool:
 
 
 def teardown(ctx: Context) -> None:
+    """Leave the process group. Call it after the DDP wrapper is gone (`del net`): DDP's C++ reducer holds
+    the group, and if it is only freed during interpreter shutdown, gloo's threads abort the process
+    ("terminate called without an active exception", SIGABRT) after training has finished."""
     if ctx.distributed and dist.is_initialized():
+        gc.collect()  # DDP's module/hook reference cycles: free the reducer now, not at exit
+        dist.barrier()  # no rank tears down while another still talks
         dist.destroy_process_group()

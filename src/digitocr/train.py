@@ -297,5 +297,6 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         val = evaluate(model, data.validation, bf16)
         _append_metrics(writer, {"iteration": iterations, "split": "validation", "accuracy": val.accuracy,
                                   "train_seconds": round(seconds, 3)})
+    del net  # the DDP wrapper must die before the process group does (see distributed.teardown)
     distributed.teardown(ctx)
     return FitResult(model, iterations, seconds, flag.stop, run_dir)
