@@ -13,11 +13,13 @@ from digitocr.errors import DigitocrError
 from digitocr.model import build_model
 from digitocr.registry import load_model
 
+SMALL = {"seed": ModelConfig(init="default"), "best": ModelConfig(arch="best", widths=(8, 16, 32)),
+         "simple": ModelConfig(arch="simple", kernel=7, channels=(4, 8, 12))}
+
 
 def _members(k: int, arch: str = "seed") -> list[torch.nn.Module]:
     torch.manual_seed(0)
-    cfg = ModelConfig(arch=arch, widths=(8, 16, 32)) if arch == "best" else ModelConfig(init="default")
-    return [build_model(cfg).eval() for _ in range(k)]
+    return [build_model(SMALL[arch]).eval() for _ in range(k)]
 
 
 def _member_files(tmp_path, members) -> list:
@@ -28,7 +30,7 @@ def _member_files(tmp_path, members) -> list:
     return paths
 
 
-@pytest.mark.parametrize("arch", ["seed", "best"])
+@pytest.mark.parametrize("arch", sorted(SMALL))
 def test_ensemble_probabilities_are_the_mean_of_its_members(arch):
     members = _members(3, arch)
     x = torch.rand(6, 1, 28, 28)
@@ -110,3 +112,18 @@ def test_half_packed_file_is_half_the_size_and_loads_as_it_was_measured(tmp_path
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), load_model(full).model(x), rtol=1e-2, atol=1e-2)
+
+
+def test_members_of_different_architectures_pack_and_load(tmp_path):
+    """Diverse ensembles (BENCHMARKS.md): seed, best and simple networks in one file, each rebuilt as itself."""
+    members = [_members(1, arch)[0] for arch in sorted(SMALL)]
+    out = tmp_path / "mixed.safetensors"
+    pack(_member_files(tmp_path, members), out)
+    loaded = load_model(out)
+    assert loaded.members == 3
+    assert [type(m).__name__ for m in loaded.model.members] == ["BestNet", "SeedNet", "SimpleNet"]
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        reference = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+        torch.testing.assert_close(loaded.model(x.contiguous(memory_format=torch.channels_last)).softmax(1),
+                                   reference, rtol=1e-4, atol=1e-5)

@@ -28,10 +28,10 @@ SYNTH_VALIDATION = "100"  # the synthetic set has 600 training images
 def random_checkpoint(path, arch: str, seed: int = 0):
     """A freshly initialised network (BatchNorm statistics randomised too), saved as a checkpoint."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(arch=arch, widths=(8, 16, 32))
+    cfg = ModelConfig(arch=arch, widths=(8, 16, 32), channels=(4, 8, 12))
     model = build_model(cfg).eval()
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2.0)
     save_checkpoint(path, model, {"model_config": asdict(cfg), "iterations": 0})
@@ -67,12 +67,12 @@ def test_export_command_checks_against_torch(exported):
     assert report["opset"] >= 17
 
 
-@pytest.mark.parametrize("arch", ["seed", "best"])
+@pytest.mark.parametrize("arch", ["seed", "best", "simple"])
 def test_onnx_matches_torch_with_a_dynamic_batch(tmp_path, arch, exported):
     if arch == "seed":
         ckpt, path, _ = exported
     else:
-        ckpt = random_checkpoint(tmp_path / "best.safetensors", "best")
+        ckpt = random_checkpoint(tmp_path / f"{arch}.safetensors", arch)
         path = Path(OnnxClassifier.from_model(ckpt).name)  # exported into the cache
     session = onnx_session(path, threads=1)
     (inp,) = session.get_inputs()

@@ -37,13 +37,33 @@ def test_seed_network_has_the_notebooks_parameter_count():
     assert count_parameters(build_model(ModelConfig())) == 242_062
 
 
-@pytest.mark.parametrize("arch", ["seed", "best"])
+@pytest.mark.parametrize("arch", ["seed", "best", "simple"])
 def test_output_shapes(arch):
     model = build_model(ModelConfig(arch=arch)).eval()
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
     c1, c2 = model.conv_layers(torch.zeros(2, 1, 28, 28))
     if arch == "seed":
         assert c1.shape == (2, 16, 14, 14) and c2.shape == (2, 36, 7, 7)
+    if arch == "simple":  # unpadded 5x5 convs shrink the image by 4 each: 28 -> 24 -> ... -> 8
+        assert c1.shape == (2, 32, 24, 24) and c2.shape == (2, 160, 8, 8)
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+def test_simple_presets_are_an_et_al_networks_at_half_width(kernel):
+    from digitocr.config import SIMPLE_CHANNELS, preset
+
+    model = build_model(preset(f"simple{kernel}").model)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(kernel, kernel)] * len(SIMPLE_CHANNELS[kernel])
+    assert all(c.padding == (0, 0) for c in convs)  # no padding, no pooling: the image shrinks by k - 1 a conv
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_simple_network_that_leaves_no_image_is_refused():
+    from digitocr.errors import DigitocrError
+
+    with pytest.raises(DigitocrError, match="leave no image"):
+        build_model(ModelConfig(arch="simple", kernel=7, channels=(8,) * 5))
 
 
 def test_forward_equals_plain_numpy_network():

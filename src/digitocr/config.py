@@ -9,7 +9,7 @@ from typing import Any, Literal
 from .constants import DEFAULT_VALIDATION_SIZE
 from .errors import DigitocrError
 
-Arch = Literal["seed", "best"]
+Arch = Literal["seed", "best", "simple"]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["constant", "onecycle"]
 Init = Literal["notebook", "default"]
@@ -34,14 +34,18 @@ class ModelConfig:
     # best network: widths of its three conv stages, and dropout
     widths: tuple[int, int, int] = (32, 64, 128)
     dropout: float = 0.4
+    # simple network (An et al. 2020): unpadded k x k convs, no pooling; one entry of `channels` per conv
+    kernel: int = 5
+    channels: tuple[int, ...] = (32, 64, 96, 128, 160)
     num_classes: int = 10  # 10 digits; the OCR reader's network adds an 11th, "not one digit"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        if "widths" in kw:
-            kw["widths"] = tuple(kw["widths"])
+        for key in ("widths", "channels"):  # JSON gives lists
+            if key in kw:
+                kw[key] = tuple(kw[key])
         return cls(**kw)
 
 
@@ -110,6 +114,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule="onecycle", weight_decay=5e-4, label_smoothing=0.1, augment=True,
     ),
 }
+# An et al. 2020's three "simple" networks (3x3, 5x5, 7x7 kernels, no pooling; channels as there, halved),
+# trained with `best`'s recipe: members of diverse ensembles (BENCHMARKS.md, Ensembles).
+SIMPLE_CHANNELS = {3: (16, 24, 32, 40, 48, 56, 64, 72, 80, 88), 5: (16, 32, 48, 64, 80), 7: (24, 48, 72, 96)}
+for _k, _channels in SIMPLE_CHANNELS.items():
+    PRESETS[f"simple{_k}"] = PRESETS["best"] | {"model": ModelConfig(arch="simple", kernel=_k, channels=_channels)}
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:

@@ -8,6 +8,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .constants import IMAGE_SIZE, NUM_CHANNELS
+from .errors import DigitocrError
 
 POOL = 2  # 2x2 max-pooling, stride 2
 
@@ -77,7 +78,30 @@ class BestNet(nn.Module):
         return self.head(self.stage3(self.stage2(self.stage1(x))))
 
 
-ARCHS = {"seed": SeedNet, "best": BestNet}
+class SimpleNet(nn.Module):
+    """An et al. 2020's simple CNN: unpadded k x k convs with BatchNorm, no pooling, so each conv shrinks the
+    image by k - 1 (5x5: 28 -> 24 -> 20 -> 16 -> 12 -> 8), then flatten, BatchNorm and one linear layer."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        side = IMAGE_SIZE - len(cfg.channels) * (cfg.kernel - 1)
+        if side < 1:
+            raise DigitocrError(f"{len(cfg.channels)} convs of {cfg.kernel}x{cfg.kernel} leave no image")
+        ins = (NUM_CHANNELS, *cfg.channels[:-1])
+        self.convs = nn.Sequential(*(_conv_bn(a, b, cfg.kernel) for a, b in zip(ins, cfg.channels, strict=True)))
+        flat = cfg.channels[-1] * side * side
+        self.head = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(flat), nn.Linear(flat, cfg.num_classes))
+
+    def conv_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c1 = self.convs[0](x)
+        return c1, self.convs[1:](c1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(x))  # (B, C, side, side) -> (B, 10)
+
+
+ARCHS = {"seed": SeedNet, "best": BestNet, "simple": SimpleNet}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
