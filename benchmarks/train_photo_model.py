@@ -66,6 +66,7 @@ class Recipe:
     epochs: float = 3.0  # passes over the crops the head trains on
     batch_size: int = 128
     mnist_share: float = 0.3  # share of each batch that is plain (augmented) MNIST training images
+    hard_share: float = 0.0  # share of each batch drawn from --hard crops (hard_parts.py), when given
     lr: float = 1e-3  # peak; warm-up then cosine (train_reader_model.lr_at)
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
@@ -136,13 +137,21 @@ def held_out_scores(model: torch.nn.Module, held: CropSet, validation, head: str
     return out
 
 
+def batch_split(r: Recipe, has_hard: bool) -> tuple[int, int, int]:
+    """How each batch of r.batch_size is made up: (photo crops, plain MNIST images, hard crops)."""
+    n_mnist = round(r.batch_size * r.mnist_share)
+    n_hard = round(r.batch_size * r.hard_share) if has_hard else 0
+    return r.batch_size - n_mnist - n_hard, n_mnist, n_hard
+
+
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, mnist, r: Recipe, evaluate,
-        progress: bool = True) -> tuple[torch.nn.Module, list[dict]]:
-    """Fine-tune on batches of crops and augmented MNIST; returns the best-evaluated weights and the log."""
+        progress: bool = True, hard: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.nn.Module, list[dict]]:
+    """Fine-tune on batches of crops, augmented MNIST and (a share drawn at random from) `hard` crops;
+    returns the best-evaluated weights and the log."""
     bf16 = use_bf16("auto", torch.device("cpu"))
     torch.manual_seed(r.seed)
-    n_mnist = round(r.batch_size * r.mnist_share)
-    n_crops = r.batch_size - n_mnist
+    n_crops, n_mnist, n_hard = batch_split(r, hard is not None and len(hard[1]) > 0)
+    hx, hy = (torch.from_numpy(a) for a in hard) if n_hard else (None, None)
     steps_per_epoch = math.ceil(len(y) / n_crops)
     total = max(1, int(r.epochs * steps_per_epoch))
     eval_at = {round(total * (k + 1) / r.evals) for k in range(r.evals)}
@@ -163,6 +172,9 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, mnist, r: Recipe, 
         plain = augment_batch(as_batch(mx[midx]), torch.Generator().manual_seed(r.seed * AUG_STREAM + step))
         xb = torch.cat([as_batch(xt[idx]), plain.contiguous()])  # (B, 1, 28, 28)
         yb = torch.cat([yt[idx], my[midx]])
+        if n_hard:
+            hidx = torch.randint(0, len(hy), (n_hard,), generator=g)
+            xb, yb = torch.cat([xb, as_batch(hx[hidx])]), torch.cat([yb, hy[hidx]])
         for group in opt.param_groups:
             group["lr"] = lr_at(step, total, r.lr)
         with autocast(torch.device("cpu"), bf16):
@@ -222,10 +234,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed for data and training (default: 0)")
     for name, kind, what in (("lines", int, "training lines"), ("epochs", float, "passes over the crops"),
                              ("mnist_share", float, "share of each batch that is plain MNIST"),
+                             ("hard_share", float, "share of each batch from --hard crops"),
                              ("lr", float, "peak learning rate"), ("label_smoothing", float, "label smoothing"),
                              ("dropout", float, "dropout")):
         per_head = ", ".join(f"{h} {HEAD_DEFAULTS[h].get(name, getattr(Recipe, name))}" for h in HEADS)
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"{what} (default: {per_head})")
+    p.add_argument("--hard", nargs="+", default=None, metavar="FILE",
+                   help="hard crops from hard_parts.py (.npz files) to mix in (default: none)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--workers", type=int, default=2, help="processes making the crops (default: 2)")
     p.add_argument("--cache", default=None, help="folder for made crops (default: DIGITOCR_DATA/reader-crops)")
@@ -238,7 +253,8 @@ def main() -> int:
     from digitocr.data.datasets import cache_root, load_dataset
 
     torch.set_num_threads(args.threads)
-    given = {k: getattr(args, k) for k in ("lines", "epochs", "mnist_share", "lr", "label_smoothing", "dropout")}
+    given = {k: getattr(args, k) for k in ("lines", "epochs", "mnist_share", "hard_share", "lr", "label_smoothing",
+                                           "dropout")}
     r = Recipe(head=args.head, seed=args.seed, **{**HEAD_DEFAULTS[args.head],
                                                    **{k: v for k, v in given.items() if v is not None}})
     if args.dry_run:
@@ -254,6 +270,15 @@ def main() -> int:
                   None if args.dry_run else cache)
     data_s = time.perf_counter() - t0
     x, y = training_crops(crops, r.head)
+    hard = None
+    if args.hard:
+        sets = []
+        for name in args.hard:
+            with np.load(name) as f:
+                sets.append(CropSet(f["context"], f["clean"], f["labels"]))
+        hard = training_crops(CropSet.join(sets), r.head)
+        log.info("hard crops: %d from %s, %.0f%% of each batch", len(hard[1]), ", ".join(args.hard),
+                 100 * r.hard_share)
     log.info("crops: %d for the %s head (%d made, %.1f%% not one digit), %d held out; %.0f s", len(y), r.head,
              len(crops), 100 * (crops.labels == NOT_ONE).mean(), len(held), data_s)
     if args.prepare_only:
@@ -266,7 +291,7 @@ def main() -> int:
         log.info("before (bundled %s): %s", INIT, json.dumps({k: round(v, 4) for k, v in before.items()}))
     t1 = time.perf_counter()
     model, history = fit(model, x, y, data.train, r,
-                         lambda m: held_out_scores(m, held, data.validation, r.head, bf16), not args.no_progress)
+                         lambda m: held_out_scores(m, held, data.validation, r.head, bf16), not args.no_progress, hard)
     train_s = time.perf_counter() - t1
     chosen = max(history, key=lambda h: h["select"])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,3 +62,47 @@ def test_start_model_begins_as_best(head, outputs):
     assert torch.allclose(got[:, :10], want, atol=1e-4)
     if outputs == 11:
         assert (got[:, 10] <= got[:, :10].max(1).values).all()
+
+
+def test_hard_parts_are_the_searchs_mistakes_labelled_by_ink(digits):
+    """Mining is deterministic; it keeps parts only from misread lines, with labels 0..10."""
+    from hard_parts import mine
+
+    a, misread = mine(*digits, lines=12, seed=3, classifier="photo", verifier="reader")
+    b, again = mine(*digits, lines=12, seed=3, classifier="photo", verifier="reader")
+    assert misread == again and np.array_equal(a.context, b.context) and np.array_equal(a.labels, b.labels)
+    assert (len(a) > 0) == (misread > 0)
+    assert a.context.shape[1:] == (28, 28) and a.clean.shape == a.context.shape
+    assert set(np.unique(a.labels)) <= set(range(CLASSES))
+
+
+def test_a_line_read_right_yields_no_hard_parts(digits):
+    from digitocr.ocr import Reader
+    from digitocr.preprocess import stroke_width
+    from hard_parts import mine_line
+    from train_reader_model import Knobs, Labelling, render_line
+
+    images, labels = digits
+    rng = np.random.default_rng(0)
+    ink, owner = render_line(rng, images[:1], Knobs(touch_chance=0.0, rotation_deg=(0.0, 0.0)))
+    parts, ys, wrong = mine_line(Reader(), ink, owner, labels[:1], Labelling(),
+                                 stroke_width((ink >= 0.5).astype(np.uint8)))
+    assert not wrong and parts == [] and ys == []
+
+
+def test_verifier_training_mixes_in_hard_crops(mnist):
+    """--hard FILE --hard-share S: that share of every batch is drawn from the hard crops, and training runs."""
+    import torch
+
+    from train_photo_model import Recipe, batch_split, fit, start_model
+
+    r = Recipe(head="reader", batch_size=40, mnist_share=0.1, hard_share=0.25, epochs=1.0, evals=1)
+    assert batch_split(r, True) == (26, 4, 10) and batch_split(r, False) == (36, 4, 0)
+    rng = np.random.default_rng(0)
+    crops = (rng.random((52, 28, 28)) * 255).astype(np.uint8)
+    hard = (crops[:8], np.full(8, NOT_ONE))
+    seen = []
+    model, history = fit(start_model("reader", 0.1), crops, rng.integers(0, CLASSES, 52), mnist.train, r,
+                         lambda m: seen.append(1) or {"select": 0.0}, progress=False, hard=hard)
+    assert len(history) == 1 == len(seen) and history[0]["step"] == 2  # 52 crops / 26 per batch
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, CLASSES)
