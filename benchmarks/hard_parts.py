@@ -53,7 +53,7 @@ def mine_line(reader, ink: np.ndarray, owner: np.ndarray, labels: np.ndarray, la
     read = [int(d) for d in probs.argmax(1)] if len(parts) else []
     if read == [int(d) for d in labels]:
         return [], [], False
-    rng = np.random.default_rng(0)  # sample_parts with no negatives takes no random draws
+    rng = np.random.default_rng(0)  # with no negatives asked for, sample_parts keeps nothing it draws
     for line in lines:  # the parts that are exactly one digit: the search's right answers
         good = sample_parts(Lattice(line, line_height(line)), owner, totals, lab, rng, 0, stroke)
         parts += good + line
