@@ -4,7 +4,8 @@
     python benchmarks/ensemble_search.py --models /tmp/runs/best-ens/member-0,photo --max-k 5
 
 The default candidates: six `best` runs (seeds 0-4 of `train --preset best --ensemble 5`, and a sixth),
-the bundled `photo`, and `train --preset simple5` / `simple7` (seed 0) in /tmp/runs/simple/s5-0, s7-0.
+the bundled `photo`, `train --preset simple5` / `simple7` (seed 0) in /tmp/runs/simple/s5-0, s7-0, and the
+same two networks at An et al.'s full width (seed 1) in /tmp/runs/simple/s5full-1, s7full-1 (BENCHMARKS.md).
 
 Members' probabilities are averaged in fp32, as digitocr's Ensemble does. Every subset of up to --max-k of
 the candidates is scored on the validation split; only the chosen one is evaluated on test.
@@ -24,7 +25,8 @@ from digitocr.inference import predict_logits
 from digitocr.registry import load_model
 
 DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
-                          + ["/tmp/runs/best-a", "photo", "/tmp/runs/simple/s5-0", "/tmp/runs/simple/s7-0"])
+                          + ["/tmp/runs/best-a", "photo"]
+                          + [f"/tmp/runs/simple/{r}" for r in ("s5-0", "s7-0", "s5full-1", "s7full-1")])
 SPLITS = ("validation", "test")
 
 
