@@ -117,8 +117,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # An et al. 2020's three "simple" networks (3x3, 5x5, 7x7 kernels, no pooling; channels as there, halved),
 # trained with `best`'s recipe: members of diverse ensembles (BENCHMARKS.md, Ensembles).
 SIMPLE_CHANNELS = {3: (16, 24, 32, 40, 48, 56, 64, 72, 80, 88), 5: (16, 32, 48, 64, 80), 7: (24, 48, 72, 96)}
-for _k, _channels in SIMPLE_CHANNELS.items():
-    PRESETS[f"simple{_k}"] = PRESETS["best"] | {"model": ModelConfig(arch="simple", kernel=_k, channels=_channels)}
+PRESETS.update({f"simple{k}": PRESETS["best"] | {"model": ModelConfig(arch="simple", kernel=k, channels=c)}
+                for k, c in SIMPLE_CHANNELS.items()})
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
