@@ -13,6 +13,12 @@ DEFAULT_VALIDATION_SIZE = 5_000
 # Training accuracy is printed every this many iterations, as the notebook does.
 PRINT_EVERY = 100
 
+# The Reader's defaults (ocr.py), here so that the CLI and the server's settings name them without importing
+# the OCR pipeline (cv2, scipy) at start-up.
+DEFAULT_CLASSIFIER = "photo"  # the bundled `best` fine-tuned on photo crops (benchmarks/train_photo_model.py)
+DEFAULT_VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_photo_model.py)
+DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
+
 # Environment variable naming the data cache; default below.
 DATA_ENV = "DIGITOCR_DATA"
 DEFAULT_DATA_DIR = "~/.cache/digitocr"

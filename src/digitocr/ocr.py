@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .constants import IMAGE_SIZE, NUM_CLASSES
+from .constants import DEFAULT_CLASSIFIER as CLASSIFIER
+from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES
+from .constants import DEFAULT_VERIFIER as VERIFIER
 from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import frame_digit, frame_parts, ink_map
@@ -31,11 +33,8 @@ from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pai
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
 TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
 PREVIEW_MIN_DIGIT_PX = 5  # digits this short in the preview (1/8 of a photo, say) still tell their height
-DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
 LOW_CONFIDENCE_MARK = "?"
 LINE_SEPARATOR = "\n"
-CLASSIFIER = "photo"  # the bundled `best` fine-tuned on digits cut from photos (benchmarks/train_photo_model.py)
-VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_photo_model.py)
 ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
 PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs

@@ -16,17 +16,17 @@ GLOB_CHARS = "*?["
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_VERIFIER
     from ..imageio import DEFAULT_MAX_PIXELS
-    from ..ocr import CLASSIFIER, DEFAULT_MIN_CONFIDENCE
 
     p = sub.add_parser("read", help="read digits and numbers from images (PNG, JPEG, BMP, TIFF, WebP, GIF)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images or glob patterns")
-    p.add_argument("--model", default=CLASSIFIER,
-                   help=f"bundled model name, run folder or checkpoint file (default: {CLASSIFIER}; `best` reads "
-                        "MNIST as given a little better)")
-    p.add_argument("--verifier", default="reader",
+    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                   help=f"bundled model name, run folder or checkpoint file (default: {DEFAULT_CLASSIFIER}; "
+                        "`best` reads MNIST as given a little better)")
+    p.add_argument("--verifier", default=DEFAULT_VERIFIER,
                    help="network that knows what is not one digit, to cut touching digits: bundled name, run "
-                        "folder, checkpoint, or 'none' to use the model's confidence (default: reader)")
+                        f"folder, checkpoint, or 'none' to use the model's confidence (default: {DEFAULT_VERIFIER})")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,

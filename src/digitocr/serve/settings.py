@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 
+from ..constants import DEFAULT_CLASSIFIER
 from ..imageio import DEFAULT_MAX_PIXELS
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
@@ -24,7 +25,7 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    model: str = "photo"  # the reader's default classifier (ocr.CLASSIFIER): `best` fine-tuned on photo crops
+    model: str = DEFAULT_CLASSIFIER  # the Reader's: `best` fine-tuned on photo crops
     backend: str = "torch"  # or "onnxruntime"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
