@@ -26,7 +26,17 @@ from pathlib import Path
 
 import numpy as np
 
-from train_reader_model import IGNORE, NOT_ONE, CropSet, Knobs, Labelling, label_part, render_line, sample_parts
+from train_reader_model import (
+    NOT_ONE,
+    CropSet,
+    Knobs,
+    Labelling,
+    label_of,
+    pack_crops,
+    pick_line,
+    render_line,
+    sample_parts,
+)
 
 log = logging.getLogger("hard_parts")
 
@@ -47,25 +57,14 @@ def mine_line(reader, ink: np.ndarray, owner: np.ndarray, labels: np.ndarray, la
 
     lines = find_glyphs(InkMap(ink, True, 0.5))
     chosen, probs, _ = reader.segment_and_classify(lines, ink)
-    totals = np.bincount(owner[owner >= 0].ravel(), minlength=len(labels))
-    parts = [g for line in chosen for g in line]
-    ys = [_label(g, owner, totals, labels, lab, stroke) for g in parts]
-    read = [int(d) for d in probs.argmax(1)] if len(parts) else []
-    if read == [int(d) for d in labels]:
+    if [int(d) for d in probs.argmax(1)] == [int(d) for d in labels]:
         return [], [], False
+    totals = np.bincount(owner[owner >= 0].ravel(), minlength=len(labels))
+    parts = [g for line in chosen for g in line]  # what the search chose
     rng = np.random.default_rng(0)  # with no negatives asked for, sample_parts keeps nothing it draws
-    for line in lines:  # the parts that are exactly one digit: the search's right answers
-        good = sample_parts(Lattice(line, line_height(line)), owner, totals, lab, rng, 0, stroke)
-        parts += good + line
-        ys += [_label(g, owner, totals, labels, lab, stroke) for g in good + line]
-    return parts, ys, True
-
-
-def _label(part, owner: np.ndarray, totals: np.ndarray, labels: np.ndarray, lab: Labelling, stroke: float) -> int:
-    x, y, w, h = part.box
-    own = owner[y:y + h, x:x + w][part.ink >= 0.5]
-    counts = np.bincount(own[own >= 0], minlength=len(labels))
-    return label_part(counts, totals, own.size, labels, lab, stroke)
+    for line in lines:  # the parts that are exactly one digit (the search's right answers), and whole glyphs
+        parts += sample_parts(Lattice(line, line_height(line)), owner, totals, lab, rng, 0, stroke) + line
+    return parts, [label_of(g, owner, totals, labels, lab, stroke) for g in parts], True
 
 
 def mine(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, classifier: str, verifier: str,
@@ -81,8 +80,7 @@ def mine(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, classifi
     rng = np.random.default_rng(seed)
     context, clean, ys, misread = [], [], [], 0
     for _ in range(lines):
-        count = int(rng.choice(len(k.digits_weights), p=np.array(k.digits_weights) / sum(k.digits_weights))) + 1
-        pick = rng.integers(0, len(images), count)
+        pick = pick_line(rng, len(images), k)
         ink, owner = render_line(rng, images[pick], k)
         stroke = stroke_width((ink >= 0.5).astype(np.uint8))
         parts, part_ys, wrong = mine_line(reader, ink, owner, labels[pick], lab, stroke)
@@ -92,13 +90,7 @@ def mine(images: np.ndarray, labels: np.ndarray, lines: int, seed: int, classifi
             clean.append(alone)
             context.append(around)
             ys += part_ys
-    if not ys:
-        empty = np.zeros((0, 28, 28), np.uint8)
-        return CropSet(empty, empty, np.zeros(0, np.int64)), misread
-    y = np.array(ys, np.int64)
-    keep = y != IGNORE
-    as_bytes = [np.round(np.concatenate(c)[keep] * 255).astype(np.uint8) for c in (context, clean)]
-    return CropSet(as_bytes[0], as_bytes[1], y[keep]), misread
+    return pack_crops(context, clean, ys), misread
 
 
 def _chunk(job: tuple[int, int]) -> tuple[CropSet, int]:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from digitocr.checkpoint import save_checkpoint
 from digitocr.config import ModelConfig
-from digitocr.constants import DATASETS, NUM_CLASSES, PIXEL_MAX
+from digitocr.constants import DATASETS, IMAGE_SIZE, NUM_CLASSES, PIXEL_MAX
 from digitocr.cuts import Lattice
 from digitocr.imageio import load_grey
 from digitocr.model import build_model
@@ -178,13 +178,16 @@ def line_crops(ink: np.ndarray, owner: np.ndarray, labels: np.ndarray, lab: Labe
         parts += line
         lat = Lattice(line, line_height(line))  # every glyph may be cut, every neighbour joined
         parts += sample_parts(lat, owner, totals, lab, rng, negatives * len(line), stroke)
-    ys = []
-    for part in parts:
-        x, y, w, h = part.box
-        own = owner[y:y + h, x:x + w][part.ink >= 0.5]
-        counts = np.bincount(own[own >= 0], minlength=len(labels))
-        ys.append(label_part(counts, totals, own.size, labels, lab, stroke))
-    return parts, ys
+    return parts, [label_of(part, owner, totals, labels, lab, stroke) for part in parts]
+
+
+def label_of(part, owner: np.ndarray, totals: np.ndarray, labels: np.ndarray, lab: Labelling,
+             stroke: float) -> int:
+    """A part's label (label_part) from the digits that own its ink pixels."""
+    x, y, w, h = part.box
+    own = owner[y:y + h, x:x + w][part.ink >= 0.5]
+    counts = np.bincount(own[own >= 0], minlength=len(labels))
+    return label_part(counts, totals, own.size, labels, lab, stroke)
 
 
 def sample_parts(lat: Lattice, owner: np.ndarray, totals: np.ndarray, lab: Labelling, rng: np.random.Generator,
@@ -272,8 +275,7 @@ def make_crop_set(images: np.ndarray, labels: np.ndarray, lines: int, seed: int,
     ys: list[int] = []
     t0 = time.perf_counter()
     for n in range(lines):
-        count = int(rng.choice(len(k.digits_weights), p=np.array(k.digits_weights) / sum(k.digits_weights))) + 1
-        pick = rng.integers(0, len(images), count)
+        pick = pick_line(rng, len(images), k)
         ink, owner = render_line(rng, images[pick], k)
         parts, part_ys = line_crops(ink, owner, labels[pick], lab, rng, k.negatives)
         alone, around = frame_parts(parts, ink)
@@ -294,8 +296,22 @@ def make_crop_set(images: np.ndarray, labels: np.ndarray, lines: int, seed: int,
     ys += [int(labels[i]) for i in pick]
     if progress:
         print(file=sys.stderr)
+    return pack_crops(context, clean, ys)
+
+
+def pick_line(rng: np.random.Generator, n_images: int, k: Knobs) -> np.ndarray:
+    """Indices of the digits of one random line (1 to len(k.digits_weights) of them)."""
+    count = int(rng.choice(len(k.digits_weights), p=np.array(k.digits_weights) / sum(k.digits_weights))) + 1
+    return rng.integers(0, n_images, count)
+
+
+def pack_crops(context: list[np.ndarray], clean: list[np.ndarray], ys: list[int]) -> CropSet:
+    """Batches of framed crops (float, [0, 1]) and their labels as one uint8 CropSet, ambiguous ones left out."""
     y = np.array(ys, np.int64)
     keep = y != IGNORE
+    if not keep.any():
+        empty = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        return CropSet(empty, empty, y[keep])
     as_bytes = [np.round(np.concatenate(c)[keep] * PIXEL_MAX).astype(np.uint8) for c in (context, clean)]
     return CropSet(as_bytes[0], as_bytes[1], y[keep])
 
