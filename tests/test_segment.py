@@ -61,6 +61,18 @@ def test_the_bar_of_a_five_joins_its_body():
     assert glyph.box[1] == 20 and glyph.box[3] >= 56
 
 
+def test_a_lone_five_keeps_a_heavy_overhanging_bar():
+    """MNIST writers' bars can be thick (as much ink as half the body) and overhang the body far to the right.
+    On a page with no other digit the bar must neither set the digit height nor be dropped as a speck."""
+    page = np.zeros((120, 140), np.uint8)
+    cv2.ellipse(page, (45, 82), (16, 16), 0, -120, 160, 1, 5)  # the belly, bottom at ~100
+    page[58:78, 30:35] = 1  # the stem ...
+    page[72:78, 30:45] = 1  # ... joined to the belly: the body is 42 px tall
+    page[48:57, 40:88] = 1  # a 9-px bar, 48 px long, overhanging the belly, 1 px above the stem
+    [[glyph]] = find_glyphs(ink_of(page))
+    assert glyph.box[1] == 48 and glyph.box[0] + glyph.box[2] == 88
+
+
 def test_wide_gap_is_a_space():
     page = np.zeros((80, 400), np.uint8)
     for x in (10, 45, 200, 235):

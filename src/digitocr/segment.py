@@ -34,7 +34,7 @@ BORDER_BLOB = 0.25  # a component touching the image edge and covering this much
 # --- merging broken strokes (the bar of a 5 or 7, dotted strokes) ---
 FRAGMENT_HEIGHT = 0.75  # one piece is shorter than this many digit heights (two full digits are two digits)
 MERGE_MAX_HEIGHT = 1.35  # together they are at most this many digit heights tall ...
-MERGE_MAX_WIDTH = 1.3  # ... and wide; and either stacked:
+MERGE_MAX_WIDTH = 1.5  # ... and wide (a 5 whose bar overhangs its belly is 1.4 heights wide); and either stacked:
 MERGE_OVERLAP = 0.3  # overlapping horizontally by this fraction of the narrower piece ...
 FRAGMENT_GAP = 0.15  # ... with a vertical gap under this fraction of the digit height; or small and near:
 # (FRAGMENT_GAP was named MERGE_GAP = 0.3, shadowed by the lattice's MERGE_GAP = 0.15 below: 0.15 is what ran)
@@ -82,12 +82,17 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def digit_height(stats: np.ndarray, area: bool = True) -> float:
-    """Typical digit height: the median height of the significant components (rows [x, y, w, h, area?])."""
+    """Typical digit height: the median height of the significant components (rows [x, y, w, h, area?]),
+    weighted by their ink: on a page of one 5 the broken-off bar (as much ink as half its body) is one of two
+    significant components, and an unweighted median would halve the height."""
     if len(stats) == 0:
         return 0.0
     size = stats[:, 4] if area else stats[:, 2] * stats[:, 3]
-    significant = stats[size >= SIGNIFICANT_AREA * size.max()]
-    return float(np.median(significant[:, 3]))
+    significant = size >= SIGNIFICANT_AREA * size.max()
+    heights, weights = stats[significant, 3], size[significant].astype(np.float64)
+    order = np.argsort(heights, kind="stable")
+    half = np.searchsorted(np.cumsum(weights[order]), weights.sum() / 2)  # area-weighted median
+    return float(heights[order][half])
 
 
 def drop_noise(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
