@@ -33,14 +33,16 @@ def predict_logits(model: nn.Module, x: torch.Tensor, bf16: bool = False,
                    batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """(N, 1, 28, 28) -> (N, 10) float32 logits, computed in batches in eval mode."""
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() and train() walk every submodule (0.13 ms for `best`): skipped when already in eval
+        model.eval()
     device = next(model.parameters()).device
     batch_size = even_batch_size(len(x), batch_size)
     out = []
     with autocast(device, bf16):
         for i in range(0, len(x), batch_size):
             out.append(model(x[i:i + batch_size].to(device, non_blocking=True)).float())
-    model.train(was_training)
+    if was_training:
+        model.train()
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
