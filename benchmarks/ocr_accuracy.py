@@ -117,6 +117,7 @@ def main() -> int:
                    help="network that scores cuts of touching digits: bundled name, run folder, checkpoint, "
                         "or 'none' for the classifier's confidence (default: reader)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1; 0: torch's default)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--categories", default=None, help="only these categories, comma-separated (default: all)")
     p.add_argument("--repeat", type=int, default=1, help="read every image this many times, for timing (default: 1)")
     p.add_argument("--no-optdigits", action="store_true", help="skip the optdigits table (default: run it)")
@@ -129,17 +130,18 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    reader = Reader(args.model, verifier=None if args.verifier == "none" else args.verifier)
+    reader = Reader(args.model, backend=args.backend, verifier=None if args.verifier == "none" else args.verifier)
     reader.read(np.zeros((28, 28), np.uint8))  # warm-up: the first call pays for lazy initialisation
     failures: list = []
     categories = args.categories.split(",") if args.categories else None
     results = read_set(reader, Path(args.set), failures, categories, args.repeat)
     opt = None if args.no_optdigits else optdigits(reader)
-    print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, {torch.get_num_threads()} threads)"))
+    print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, {args.backend}, "
+                                 f"{torch.get_num_threads()} threads)"))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier, "set": args.set,
-                                               "threads": torch.get_num_threads(), "results": results,
-                                               "optdigits": opt}, indent=1))
+                                               "backend": args.backend, "threads": torch.get_num_threads(),
+                                               "results": results, "optdigits": opt}, indent=1))
     if args.failures:
         for f in failures:
             print("misread:", *(repr(x) for x in f))

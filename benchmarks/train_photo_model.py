@@ -5,9 +5,9 @@
 
 `best` reads 99.70% of MNIST's test digits but fewer of the digits the Reader cuts out of photos: blur,
 thick pens, JPEG and its stroke-width normalisation move them away from MNIST. This starts from `best`'s
-weights and trains on a mix of plain MNIST training images (augmented as `best` was) and the Reader's own
-crops of MNIST *training*-split digits photographed on lines (train_reader_model.make_crop_set, made in
-parallel and cached by photo_crops.py):
+weights (or those of `--init`, any model spec) and trains on a mix of plain MNIST training images (augmented
+as `best` was) and the Reader's own crops of MNIST *training*-split digits photographed on lines
+(train_reader_model.make_crop_set, made in parallel and cached by photo_crops.py):
 
 - `--head digits`: a 10-class classifier on the crops framed alone (what the Reader's classifier sees).
   Its card is a bundled classifier's card (registry.build_card: MNIST test accuracy, evaluated once).
@@ -52,7 +52,7 @@ from train_reader_model import CLASSES, NOT_ONE, CropSet, data_checksums, heldou
 
 log = logging.getLogger("train_photo_model")
 
-INIT = "best"  # the bundled network every run starts from
+INIT = "best"  # the network every run starts from, unless --init names another
 HEADS = ("digits", "reader")
 AUG_STREAM = 104_729  # the MNIST half's augmentation RNG stream, apart from the batch order's
 
@@ -84,9 +84,9 @@ HEAD_DEFAULTS: dict[str, dict] = {
 DEFAULT_OUT = {"digits": "src/digitocr/pretrained/photo", "reader": "src/digitocr/pretrained/reader"}
 
 
-def start_model(head: str, dropout: float) -> torch.nn.Module:
-    """`best`'s network and weights; the reader head gets an 11th output, initially never chosen."""
-    best = load_model(INIT).model.to(memory_format=torch.contiguous_format)
+def start_model(head: str, dropout: float, init: str = INIT) -> torch.nn.Module:
+    """`init`'s network and weights; the reader head gets an 11th output, initially never chosen."""
+    best = load_model(init).model.to(memory_format=torch.contiguous_format)
     cfg = ModelConfig(**{**asdict(best.cfg), "dropout": dropout,
                          "num_classes": NUM_CLASSES if head == "digits" else CLASSES})
     model = build_model(cfg)
@@ -216,7 +216,7 @@ def reader_card(path: Path, model: torch.nn.Module, validation, r: Recipe, held:
     quick = scores(load_classifier(str(path))(qx.astype(np.float32) / PIXEL_MAX), qy)  # as the Reader runs it
     return {
         "name": path.stem, "classes": [str(d) for d in range(NUM_CLASSES)] + ["not one digit"],
-        "architecture": f"best network (fine-tuned from the bundled `{INIT}`), 11 outputs",
+        "architecture": f"{model.cfg.arch} network (fine-tuned from `{extra['init']}`), 11 outputs",
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained_on": "pipeline-framed crops (in context) of MNIST training-split digits (lines of 1-3, touching "
                       "or apart), mixed with augmented MNIST training images",
@@ -241,6 +241,7 @@ def main() -> int:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"{what} (default: {per_head})")
     p.add_argument("--hard", nargs="+", default=None, metavar="FILE",
                    help="hard crops from hard_parts.py (.npz files) to mix in (default: none)")
+    p.add_argument("--init", default=INIT, help="model spec to start from (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--workers", type=int, default=2, help="processes making the crops (default: 2)")
     p.add_argument("--cache", default=None, help="folder for made crops (default: DIGITOCR_DATA/reader-crops)")
@@ -285,10 +286,10 @@ def main() -> int:
         return 0
 
     bf16 = use_bf16("auto", torch.device("cpu"))
-    model = start_model(r.head, r.dropout)
+    model = start_model(r.head, r.dropout, args.init)
     before = held_out_scores(model, held, data.validation, r.head, bf16) if r.head == "digits" else None
     if before:
-        log.info("before (bundled %s): %s", INIT, json.dumps({k: round(v, 4) for k, v in before.items()}))
+        log.info("before (%s): %s", args.init, json.dumps({k: round(v, 4) for k, v in before.items()}))
     t1 = time.perf_counter()
     model, history = fit(model, x, y, data.train, r,
                          lambda m: held_out_scores(m, held, data.validation, r.head, bf16), not args.no_progress, hard)
@@ -297,10 +298,10 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     weights_path = out.with_suffix(".safetensors")
     meta = {"model_config": asdict(model.cfg), "iterations": chosen["step"], "preset": "photo", "seed": r.seed,
-            "dataset": "mnist", "init": INIT}
+            "dataset": "mnist", "init": args.init}
     save_checkpoint(weights_path, model.to(memory_format=torch.contiguous_format), meta)
     command = " ".join(["python", *sys.argv])
-    extra = {"init": INIT, "chosen_step": chosen["step"], "evaluations": history,
+    extra = {"init": args.init, "chosen_step": chosen["step"], "evaluations": history,
              "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
              "seconds": {"data": round(data_s), "train": round(train_s)},
              "environment": {"torch": torch.__version__, "python": platform.python_version(),
@@ -309,7 +310,7 @@ def main() -> int:
     if r.head == "digits":
         extra |= {"heldout_photo_crops": {**chosen, "lines": r.heldout_lines}, "heldout_before": before,
                   "recipe": asdict(r),
-                  "note": f"the bundled `{INIT}` fine-tuned on Reader-framed photo crops of MNIST training-split "
+                  "note": f"`{args.init}` fine-tuned on Reader-framed photo crops of MNIST training-split "
                           "digits mixed with augmented MNIST training images; weights chosen on the validation "
                           "split (photo crops + images)"}
         card = digits_card(weights_path, data, command, extra)
