@@ -7,34 +7,25 @@ import argparse
 from ..constants import DEFAULT_VALIDATION_SIZE
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number_type(kind: type, name: str, what: str, ok, rule: str):
+    """An argparse type: `kind` parsed from text (else "expected `what`"), then checked by `ok` (else `rule`)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {value}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its own messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+positive_int = _number_type(int, "positive_int", "a whole number", lambda v: v >= 1, "must be at least 1")
+non_negative_int = _number_type(int, "non_negative_int", "a whole number", lambda v: v >= 0, "must be 0 or more")
+positive_float = _number_type(float, "positive_float", "a number", lambda v: v > 0, "must be positive")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
