@@ -97,3 +97,19 @@ def test_bad_files_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic
 def test_run_of_another_recipe_is_not_silently_changed(capsys, trained_run, synthetic_dir):
     code, _, err = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir, "--lr", "0.5")
     _assert_one_line_error(code, err, "start a new --run")
+
+
+def test_an_interrupted_scheduled_run_continues_to_the_end_of_its_schedule(capsys, tmp_path, synthetic_dir):
+    """`fast` is one-cycle over 1 epoch here (16 steps of 32): stopped at step 6, the same command trains the
+    10 steps left, not 16 more past the schedule; run again, it trains nothing."""
+    from digitocr.config import preset
+    from digitocr.train import fit
+
+    run = tmp_path / "fast"
+    cfg = preset("fast", epochs=1, batch_size=32, data_dir=str(synthetic_dir), dataset="custom", validation_size=100)
+    assert fit(cfg, run, progress=False, quiet=True, hook=lambda it, model, s: it >= 6).iterations == 6
+    same_command = ["train", "--preset", "fast", "--run", run, "--data-dir", synthetic_dir, "--no-progress"]
+    code, out, _ = run_cli(capsys, *same_command)
+    assert code == 0 and "(16 iterations)" in out
+    code, out, _ = run_cli(capsys, *same_command)
+    assert code == 0 and "has finished its onecycle schedule (16 iterations)" in out

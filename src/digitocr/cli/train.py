@@ -64,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
         args.iterations = overrides["iterations"]
     if (run_dir / CHECKPOINT).exists():
         cfg = resume_config(run_dir, overrides)
+        if cfg.schedule != "constant" and args.iterations is None and args.epochs is None:
+            # a scheduled run continues to the end of its schedule, not one more schedule's length past it
+            done = trained_iterations(run_dir / CHECKPOINT)
+            left = max(0, (cfg.schedule_iterations or done) - done)
+            if left == 0:
+                print(f"{run_dir} has finished its {cfg.schedule} schedule ({done} iterations); "
+                      f"--iterations N trains it further at its final learning rate")
+                return 0
+            cfg = resume_config(run_dir, overrides | {"iterations": left})
         print(f"Continuing {run_dir} (preset {cfg.preset})")
     else:
         cfg = preset(args.preset, **overrides,
