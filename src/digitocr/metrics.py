@@ -11,14 +11,17 @@ def accuracy(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(pred == true)) if len(true) else 0.0
 
 
-def log_loss(probs: np.ndarray, true: np.ndarray, floor: float = 1e-12) -> float:
+PROB_FLOOR = 1e-12  # a probability of 0 counts as this in log losses (finite, and very costly)
+
+
+def log_loss(probs: np.ndarray, true: np.ndarray, floor: float = PROB_FLOOR) -> float:
     """Mean negative log-likelihood of the true classes under (N, C) probabilities; a zero counts as `floor`.
     Unlike accuracy it moves with every image, right or wrong: it ranks models that err on the same images."""
     p_true = probs[np.arange(len(true)), true]
     return float(-np.log(np.maximum(p_true, floor)).mean()) if len(true) else 0.0
 
 
-SHARPEST = 20.0  # calibrated_log_loss looks for 1/T in [1/2, 20]: soften 2x to sharpen 20x
+SOFTEST, SHARPEST = 0.5, 20.0  # calibrated_log_loss looks for 1/T in [1/2, 20]: soften 2x to sharpen 20x
 GOLDEN_STEPS = 24  # golden-section steps: the bracket shrinks to 0.618**24 ~ 1e-5 of its width
 
 
@@ -31,7 +34,7 @@ def calibrated_log_loss(probs: np.ndarray, true: np.ndarray) -> tuple[float, flo
     The loss is convex in 1/T (a log-sum-exp of a linear function minus a linear one): golden-section search."""
     if not len(true):
         return 0.0, 1.0
-    logp = np.log(np.maximum(probs, 1e-12)).astype(np.float32)  # (N, C)
+    logp = np.log(np.maximum(probs, PROB_FLOOR)).astype(np.float32)  # (N, C)
     own = logp[np.arange(len(true)), true]  # (N,)
 
     def loss(beta: float) -> float:
@@ -39,7 +42,7 @@ def calibrated_log_loss(probs: np.ndarray, true: np.ndarray) -> tuple[float, flo
         top = z.max(1)
         return float(np.mean(top + np.log(np.exp(z - top[:, None]).sum(1)) - beta * own))
 
-    lo, hi = 0.5, SHARPEST
+    lo, hi = SOFTEST, SHARPEST
     ratio = (5 ** 0.5 - 1) / 2
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fa, fb = loss(a), loss(b)
