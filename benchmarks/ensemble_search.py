@@ -78,7 +78,7 @@ def main() -> int:
     labels = data.validation.labels
     for spec in specs:
         val = [probs[spec]["validation"]]
-        print(f"{spec}: validation {accuracy(val, labels):.2%}, log loss {log_loss(val, labels):.4f}")
+        print(f"{spec}: validation {accuracy(val, labels):.2%}, calibrated log loss {log_loss(val, labels):.4f}")
     score = SCORES[args.by]
     scored = [(score([probs[s]["validation"] for s in combo], labels), combo)
               for k in range(1, args.max_k + 1) for combo in itertools.combinations(specs, k)]
@@ -86,7 +86,8 @@ def main() -> int:
 
     def describe(combo: tuple[str, ...]) -> str:
         val = [probs[s]["validation"] for s in combo]
-        return f"validation {accuracy(val, labels):.2%}, log loss {log_loss(val, labels):.4f}: {', '.join(combo)}"
+        return (f"validation {accuracy(val, labels):.2%}, calibrated log loss {log_loss(val, labels):.4f}: "
+                f"{', '.join(combo)}")
 
     for _, combo in scored[:args.show]:
         print(f"  {describe(combo)}")
