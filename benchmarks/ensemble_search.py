@@ -7,7 +7,7 @@
 The default candidates (BENCHMARKS.md, "Ensembles", has the commands that trained them): six `best` runs
 (seeds 0-4 of `train --preset best --ensemble 5`, and a sixth), the bundled `photo`, `simple5` fine-tuned
 on photo crops like it (/tmp/runs/photo_s5.safetensors), `train --preset simple3|simple5|simple7` in
-/tmp/runs/simple/s3-0, s3-1, s5-0, s7-0, and An et al.'s full-width 5x5 and 7x7 networks in
+/tmp/runs/simple/s3-0 .. s3-3, s5-0, s7-0, and An et al.'s full-width 5x5 and 7x7 networks in
 /tmp/runs/simple/s5full-1, s5full-2, s7full-1, s7full-2, s7full-3.
 
 Members' probabilities are averaged in fp32, as digitocr's Ensemble does. Every subset of up to --max-k of
@@ -35,10 +35,11 @@ from digitocr.data.tensors import images_to_tensor
 from digitocr.inference import predict_logits
 from digitocr.registry import load_model
 
+SIMPLE_RUNS = ("s3-0", "s3-1", "s3-2", "s3-3", "s5-0", "s7-0", "s5full-1", "s5full-2", "s7full-1", "s7full-2",
+               "s7full-3")
 DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
                           + ["/tmp/runs/best-a", "photo", "/tmp/runs/photo_s5.safetensors"]
-                          + [f"/tmp/runs/simple/{r}" for r in ("s3-0", "s3-1", "s5-0", "s7-0", "s5full-1", "s5full-2",
-                                                               "s7full-1", "s7full-2", "s7full-3")])
+                          + [f"/tmp/runs/simple/{r}" for r in SIMPLE_RUNS])
 SPLITS = ("validation", "test")
 
 
