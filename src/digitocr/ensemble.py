@@ -133,18 +133,6 @@ def member_configs(cfg: Any, k: int) -> list[Any]:
     return [dataclasses.replace(cfg, seed=cfg.seed + i) for i in range(k)]
 
 
-def _member_progress(member_dir: Path, checkpoint_name: str) -> tuple[int, int] | None:
-    """(iterations done, iterations its schedule lasts) of a member run folder, or None if not started."""
-    from .train import CONFIG
-
-    ckpt = member_dir / checkpoint_name
-    if not ckpt.exists():
-        return None
-    done = int(read_checkpoint(ckpt)[1]["iterations"])
-    total = json.loads((member_dir / CONFIG).read_text())["schedule_iterations"]
-    return done, int(total)
-
-
 def train_ensemble(cfg: Any, run_dir: str | Path, k: int, overrides: dict[str, Any] | None = None,
                    data: Any = None, progress: bool = True, quiet: bool = False) -> EnsembleResult:
     """Train K members (seeds seed .. seed + K - 1) into RUN/member-i, then pack RUN/ensemble.safetensors.
@@ -154,7 +142,7 @@ def train_ensemble(cfg: Any, run_dir: str | Path, k: int, overrides: dict[str, A
     """
     from .data.datasets import load_dataset
     from .inference import evaluate
-    from .train import CHECKPOINT, RESUMABLE_OVERRIDES, fit, resume_config
+    from .train import CHECKPOINT, RESUMABLE_OVERRIDES, fit, resume_config, run_progress
 
     say = (lambda msg: None) if quiet else print
     run_dir = Path(run_dir)
@@ -166,7 +154,7 @@ def train_ensemble(cfg: Any, run_dir: str | Path, k: int, overrides: dict[str, A
     for i, member_cfg in enumerate(member_configs(cfg, k)):
         member_dir = run_dir / MEMBER_DIR.format(i)
         paths.append(member_dir / CHECKPOINT)
-        state = _member_progress(member_dir, CHECKPOINT)
+        state = run_progress(member_dir)
         if state is not None and state[0] >= state[1]:
             say(f"Ensemble member {i + 1}/{k}: {member_dir} is trained ({state[0]} iterations); kept")
             continue

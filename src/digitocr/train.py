@@ -153,6 +153,16 @@ def _trim_metrics(run_dir: Path, iterations: int) -> None:
             atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+def run_progress(run_dir: str | Path) -> tuple[int, int] | None:
+    """(iterations done, iterations its schedule lasts) of a run folder, or None before its first checkpoint."""
+    ckpt = Path(run_dir) / CHECKPOINT
+    if not ckpt.exists():
+        return None
+    done = int(read_checkpoint(ckpt)[1]["iterations"])
+    horizon = json.loads((Path(run_dir) / CONFIG).read_text()).get("schedule_iterations")
+    return done, done if horizon is None else int(horizon)
+
+
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's saved config with the allowed overrides applied; changing the recipe is an error."""
     saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from .common import add_compute_args, add_data_args, non_negative_int, positive_float, positive_int
@@ -39,16 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def trained_iterations(ckpt: Path) -> int:
-    from ..checkpoint import read_checkpoint
-
-    return int(read_checkpoint(ckpt)[1]["iterations"]) if ckpt.exists() else 0
-
-
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
     from ..data.datasets import resolve_dataset_name
-    from ..train import CHECKPOINT, fit, resume_config
+    from ..train import CHECKPOINT, fit, resume_config, run_progress
     from . import EXIT_INTERRUPTED
 
     overrides = dict(iterations=args.iterations, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -58,21 +53,20 @@ def run(args: argparse.Namespace) -> int:
     if args.ensemble is not None:
         return run_ensemble(args, overrides)
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
+    progress = run_progress(run_dir)  # (done, schedule's end), or None for a new run
     if args.until is not None:
-        done = trained_iterations(run_dir / CHECKPOINT)
-        overrides["iterations"] = max(0, args.until - done)
+        overrides["iterations"] = max(0, args.until - (progress[0] if progress else 0))
         args.iterations = overrides["iterations"]
-    if (run_dir / CHECKPOINT).exists():
+    if progress is not None:
         cfg = resume_config(run_dir, overrides)
         if cfg.schedule != "constant" and args.iterations is None and args.epochs is None:
             # a scheduled run continues to the end of its schedule, not one more schedule's length past it
-            done = trained_iterations(run_dir / CHECKPOINT)
-            left = max(0, (cfg.schedule_iterations or done) - done)
-            if left == 0:
+            done, end = progress
+            if done >= end:
                 print(f"{run_dir} has finished its {cfg.schedule} schedule ({done} iterations); "
                       f"--iterations N trains it further at its final learning rate")
                 return 0
-            cfg = resume_config(run_dir, overrides | {"iterations": left})
+            cfg = dataclasses.replace(cfg, iterations=end - done, epochs=None)
         print(f"Continuing {run_dir} (preset {cfg.preset})")
     else:
         cfg = preset(args.preset, **overrides,
