@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,22 @@ def test_formats_decode_to_the_same_grey(fmt):
     tolerance = 0.02 if fmt in LOSSLESS else 0.06
     assert got.shape == g.shape and got.dtype == np.float32
     assert np.abs(got - g / 255).mean() < tolerance
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+@pytest.mark.parametrize("turn", range(1, 9))
+def test_exif_orientation_turns_the_pixels_upright_as_viewers_show_them(fmt, turn):
+    """Phones store the sensor's pixels and an EXIF orientation; the pixels read must be what the user sees."""
+    from PIL import ImageOps
+
+    stored = (np.random.default_rng(turn).random((30, 50)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = turn
+    data = encode(Image.fromarray(stored), fmt, exif=exif.tobytes(), **({"quality": 100} if fmt in LOSSY else {}))
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("L"), np.float32) / 255
+    page = load_grey(data)
+    assert page.pixels.shape == shown.shape and page.original_size == (shown.shape[1], shown.shape[0])
+    assert np.abs(page.pixels - shown).max() < 1e-6
 
 
 def test_colour_uses_luma_so_blue_ink_stays_dark():
@@ -127,6 +144,13 @@ def test_decompression_bomb_refused_from_its_header():
 def test_byte_limit():
     with pytest.raises(ImageTooLargeError, match="bytes"):
         load_grey(encode(Image.fromarray(gradient()), "PNG"), max_bytes=10)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs a device file that never ends")
+def test_byte_limit_holds_for_files_that_report_no_size():
+    """A pipe or a device has no size to check first: reading stops one byte past the limit."""
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        load_grey("/dev/zero", max_bytes=1000)
 
 
 @pytest.mark.parametrize(("data", "error", "message"), [

@@ -52,6 +52,19 @@ def test_polarity_and_rotation(reader, digits, style):
     assert reader.read(photo("5289", style, digits)).text == "5289"
 
 
+def test_a_phone_photo_stored_sideways_reads_as_shown(reader, digits):
+    """Phones keep the sensor's landscape pixels and say "turn 90 degrees clockwise" in EXIF (orientation 6);
+    the digits and their boxes must come out as any viewer shows the photo."""
+    shown = Image.open(io.BytesIO(photo(NUMBER, Style(seed=16), digits)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    shown.transpose(Image.Transpose.ROTATE_90).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    result = reader.read(buf.getvalue())
+    assert result.text == NUMBER
+    assert all(x + w <= shown.width and y + h <= shown.height for x, y, w, h in (d.box for d in result.digits))
+
+
 def test_two_lines(reader, digits):
     result = reader.read(photo("271\n828", Style(seed=11), digits))
     assert result.text == "271\n828"

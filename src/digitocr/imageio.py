@@ -34,6 +34,11 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 DCT_SLACK = 0.8  # a chosen scale may be lowered this much to decode a JPEG straight at 1/2, 1/4 or 1/8 size
 PREVIEW_SIDE = 128  # the preview handed to `choose_scale` is about this long (at least, for JPEG)
+EXIF_ORIENTATION = 0x0112  # the EXIF tag phones set instead of rotating the pixels they store
+# EXIF orientation -> the numpy view that shows stored (H, W) pixels upright, as image viewers do
+# (the same turns as PIL.ImageOps.exif_transpose; 5-8 swap width and height)
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T, 8: lambda a: np.rot90(a, 1)}
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 
 
@@ -45,7 +50,7 @@ class GreyImage:
     """A decoded image: `pixels` (H, W) float32 in [0, 1], maybe reduced from the original (W0, H0)."""
 
     pixels: np.ndarray
-    original_size: tuple[int, int]  # (width, height) as stored in the file
+    original_size: tuple[int, int]  # (width, height) upright (after the file's EXIF orientation)
     name: str
 
     @property
@@ -97,7 +102,8 @@ def _read_file(path: Path, label: str, max_bytes: int) -> bytes:
             raise ImageError(f"{label}: is a directory, not an image")
         if size > max_bytes:
             raise ImageTooLargeError(f"{label}: {size:,} bytes is more than the limit of {max_bytes:,}")
-        return path.read_bytes()
+        with open(path, "rb") as f:  # pipes and devices report no size: read one byte past the limit at most
+            return f.read(max_bytes + 1)
     except FileNotFoundError:
         raise ImageError(f"{label}: no such file") from None
     except OSError as e:
@@ -120,11 +126,11 @@ def decode_bytes(data: bytes, label: str, max_pixels: int, work_pixels: int | No
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _open(data, label, max_pixels)
-            original = img.size
             if img.format not in ("JPEG", "MPO"):
                 img.seek(0)  # GIF, TIFF, WebP: the first frame
-                page = GreyImage(pil_to_grey(img), original, label)
+                page = upright(GreyImage(pil_to_grey(img), img.size, label), orientation(img))
                 return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
+            original = img.size
             # JPEG: decode straight to grey at 1/2, 1/4 or 1/8 size where that is enough
             scale = _work_scale(original, work_pixels)
             if choose_scale is not None and max(original) > PREVIEW_SIDE:
@@ -151,11 +157,30 @@ def _open(data: bytes, label: str, max_pixels: int) -> Image.Image:
     return img
 
 
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (2-8) still to apply to a decoded image; 1 when it has none or it is unreadable.
+
+    Asked after decoding: Pillow turns TIFFs upright itself and then drops the tag, JPEGs it leaves as stored."""
+    try:
+        turn = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return turn if turn in UPRIGHT else 1
+
+
+def upright(page: GreyImage, turn: int) -> GreyImage:
+    """`page` turned by EXIF orientation `turn`, so that boxes are where the user's viewer shows the digits."""
+    if turn not in UPRIGHT:
+        return page
+    w, h = page.original_size
+    return GreyImage(np.ascontiguousarray(UPRIGHT[turn](page.pixels)), (h, w) if turn >= 5 else (w, h), page.name)
+
+
 def _decode_jpeg(img: Image.Image, scale: float, label: str) -> GreyImage:
-    """Decode a JPEG to grey at the DCT scale (1, 1/2, 1/4, 1/8) nearest above `scale`."""
+    """Decode a JPEG to grey, upright, at the DCT scale (1, 1/2, 1/4, 1/8) nearest above `scale`."""
     original = img.size
     img.draft("L", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
-    return GreyImage(pil_to_grey(img), original, label)
+    return upright(GreyImage(pil_to_grey(img), original, label), orientation(img))
 
 
 def _dct_scale(scale: float) -> float:
