@@ -163,7 +163,7 @@ def orientation(img: Image.Image) -> int:
     Asked after decoding: Pillow turns TIFFs upright itself and then drops the tag, JPEGs it leaves as stored."""
     try:
         turn = img.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:
+    except Exception:  # a broken EXIF block must not stop the pixels being read
         return 1
     return turn if turn in UPRIGHT else 1
 
