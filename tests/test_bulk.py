@@ -61,3 +61,32 @@ def test_open_output_completes_a_torn_line(tmp_path):
     with open_output(out) as f:
         f.write('{"file": "b", "text": "2"}\n')
     assert completed_files(out) == {"a", "b"}
+
+
+@pytest.mark.parametrize("bad", [["--model", "no-such-model"], ["--verifier", "no-such-verifier"]])
+def test_workers_with_a_bad_model_stop_at_once_with_one_line(folder, tmp_path, capsys, bad):
+    """A Pool restarts a worker whose start-up fails, forever: the reader is checked in the parent first."""
+    root, model, _ = folder
+    code = main(["read", str(root), "--jobs", "2", "--model", str(model), *bad, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and bad[1] in err
+
+
+def test_a_worker_that_cannot_load_reports_each_file(folder, monkeypatch):
+    import digitocr.bulk as bulk
+
+    root, model, _ = folder
+    monkeypatch.setattr(bulk, "_init_error", None)
+    monkeypatch.setattr(bulk, "_init_worker", lambda kwargs: (_ for _ in ()).throw(MemoryError("no room")))
+    bulk._init_pool_worker({"model": str(model)})
+    record = bulk._read_one(str(root / "n0.png"))
+    assert "error" in record and "no room" in record["error"]
+
+
+def test_output_that_is_a_folder_or_unwritable_is_refused(folder, tmp_path, capsys):
+    root, model, _ = folder
+    for out in (tmp_path, tmp_path / "file.txt" / "under-a-file.jsonl"):
+        (tmp_path / "file.txt").write_text("x")
+        code = main(["read", str(root / "n0.png"), "--output", str(out), "--model", str(model), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "--output" in err

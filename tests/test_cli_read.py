@@ -66,6 +66,40 @@ def test_debug_dir(capsys, folder, model, tmp_path):
     assert crops == ["00_0.png", "01_7.png", "02_1.png", "03_4.png"]
 
 
+def test_debug_dir_keeps_same_stem_files_apart_and_clears_old_crops(capsys, folder, model, tmp_path):
+    same = tmp_path / "same"
+    same.mkdir()
+    (same / "x.png").write_bytes((folder / "a.png").read_bytes())
+    (same / "x.jpg").write_bytes((folder / "b.jpg").read_bytes())
+    dbg = tmp_path / "dbg"
+    (dbg / "x.png_crops").mkdir(parents=True)
+    (dbg / "x.png_crops" / "99_9.png").write_bytes(b"left by an earlier run")
+    code, _, _ = run(capsys, str(same / "x.png"), str(same / "x.jpg"), "--debug-dir", str(dbg), "--model", str(model))
+    assert code == 0
+    assert sorted(p.name for p in (dbg / "x.png_crops").iterdir()) == ["00_0.png", "01_7.png", "02_1.png", "03_4.png"]
+    assert len(list((dbg / "x.jpg_crops").iterdir())) == 4
+    assert (dbg / "x.png_overlay.png").exists() and (dbg / "x.jpg_overlay.png").exists()
+
+
+@pytest.mark.parametrize("extra", [["--jobs", "2"], ["--output", "out.jsonl"]])
+def test_debug_dir_is_refused_where_it_cannot_work(capsys, folder, model, tmp_path, extra):
+    code, _, err = run(capsys, str(folder / "a.png"), "--debug-dir", str(tmp_path / "d"), *extra, "--model", str(model))
+    assert code == 2 and "--debug-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_debug_dir_is_one_line_before_any_work(capsys, folder, model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = run(capsys, str(folder / "a.png"), "--debug-dir", str(blocker / "dbg"), "--model", str(model))
+    assert code == 2 and out == "" and "--debug-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_without_images_is_an_error(capsys, model, tmp_path):
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    code, _, err = run(capsys, str(tmp_path), "--model", str(model))
+    assert code == 2 and "no images" in err
+
+
 def test_folder_with_a_bad_file_reads_the_rest(capsys, folder, model, tmp_path):
     batch = tmp_path / "batch"
     batch.mkdir()

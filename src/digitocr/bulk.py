@@ -18,11 +18,16 @@ import torch
 
 _CHUNK = 8  # files per task sent to a worker: amortises inter-process overhead, keeps order fine-grained
 _reader: Any = None  # the worker process's Reader, created once by _init_worker
+_init_error: str | None = None  # why a pool worker could not create it (reported for each of its files)
 
 
 def completed_files(output: Path) -> set[str]:
     """Files already read successfully according to an existing output file (torn last lines ignored)."""
+    from .errors import DigitocrError
+
     done: set[str] = set()
+    if output.is_dir():
+        raise DigitocrError(f"--output {output}: is a directory; name a file for the JSON lines")
     if not output.exists():
         return done
     for line in output.read_text(errors="replace").splitlines():
@@ -43,9 +48,20 @@ def _init_worker(reader_kwargs: dict) -> None:
     _reader = Reader(**reader_kwargs)
 
 
+def _init_pool_worker(reader_kwargs: dict) -> None:
+    """_init_worker in a Pool, which restarts a worker whose initializer raises forever: keep the error."""
+    global _init_error
+    try:
+        _init_worker(reader_kwargs)
+    except Exception as e:
+        _init_error = f"a worker could not load the reader ({type(e).__name__}: {e})"
+
+
 def _read_one(path: str) -> dict:
     from .errors import DigitocrError
 
+    if _init_error is not None:
+        return {"file": path, "error": f"{path}: {_init_error}"}
     try:
         return _reader.read(path).to_dict()
     except DigitocrError as e:
@@ -55,22 +71,34 @@ def _read_one(path: str) -> dict:
 
 
 def read_files(files: Iterable[Path], reader_kwargs: dict, jobs: int = 1) -> Iterator[dict]:
-    """Result dicts (the `read --json` object, or {"file", "error"}) in input order."""
+    """Result dicts (the `read --json` object, or {"file", "error"}) in input order. A bad --model or
+    --verifier raises here, at the call, before any file is read."""
+    from .ocr import Reader
+
     names = [str(f) for f in files]
     if jobs <= 1:
         _init_worker(reader_kwargs)
-        yield from map(_read_one, names)
-        return
+        return map(_read_one, names)
+    Reader(**reader_kwargs)  # checked once in the parent: workers could only report it file by file
+    return _pool_results(names, reader_kwargs, jobs)
+
+
+def _pool_results(names: list[str], reader_kwargs: dict, jobs: int) -> Iterator[dict]:
     ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(reader_kwargs,)) as pool:
+    with ctx.Pool(jobs, initializer=_init_pool_worker, initargs=(reader_kwargs,)) as pool:
         yield from pool.imap(_read_one, names, chunksize=_CHUNK)
 
 
 def open_output(output: Path):
     """Append to the output, first completing a line torn by an earlier kill."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torn = output.exists() and output.stat().st_size > 0 and not output.read_bytes().endswith(b"\n")
-    f = open(output, "a")  # noqa: SIM115 - the caller closes it
-    if torn:
-        f.write("\n")
+    from .errors import DigitocrError
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        torn = output.exists() and output.stat().st_size > 0 and not output.read_bytes().endswith(b"\n")
+        f = open(output, "a")  # noqa: SIM115 - the caller closes it
+        if torn:
+            f.write("\n")
+    except OSError as e:
+        raise DigitocrError(f"--output {output}: cannot append to it ({e.strerror or e})") from None
     return f

@@ -45,3 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `digitocr ... | head`
         return 0
+    except OSError as e:  # a path the user named cannot be written or read: say which, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"digitocr {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE

@@ -6,6 +6,7 @@ import argparse
 import glob
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from .common import positive_int
@@ -66,7 +67,10 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
         if path.is_dir():
             batch = True
             found = path.rglob("*") if recursive else path.iterdir()
-            paths += sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise DigitocrError(f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
+            paths += images
         elif not path.exists() and any(c in arg for c in GLOB_CHARS):
             batch = True
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
@@ -94,24 +98,28 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     paths, batch = expand_inputs(args.images, args.recursive)
     if args.output is not None or args.jobs > 1:
+        if args.debug_dir is not None:
+            raise DigitocrError("--debug-dir works with one process printing to stdout: drop --output and --jobs")
         return run_bulk(args, paths)
     reader = Reader(args.model, backend=args.backend, min_confidence=args.min_confidence,
                     max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
     debug_dir = Path(args.debug_dir) if args.debug_dir else None
+    if debug_dir is not None:
+        make_dir(debug_dir, "--debug-dir")
+    names = debug_names(paths)
     failed = 0
     bar = tqdm(paths, desc="reading", unit="image", file=sys.stderr, disable=args.no_progress or len(paths) < 2)
-    for path in bar:
+    for path, name in zip(bar, names, strict=True):
         try:
             result = reader.read(path, debug=debug_dir is not None)
+            print(format_line(result, args.json), flush=True)
+            if debug_dir is not None:
+                write_debug(result, debug_dir, name)
         except DigitocrError as e:
             if not batch:
                 raise
             failed += 1
             bar.write(f"digitocr read: error: {e}", file=sys.stderr)
-            continue
-        print(format_line(result, args.json), flush=True)
-        if debug_dir is not None:
-            write_debug(result, debug_dir, path.stem)
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else 0
@@ -136,8 +144,9 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     failed = 0
     out = open_output(out_path) if out_path is not None else sys.stdout
     try:
+        records = read_files(paths, reader_kwargs, args.jobs)  # a bad --model stops it here, in one line
         bar = tqdm(total=len(paths), desc="reading", unit="image", file=sys.stderr, disable=args.no_progress)
-        for record in read_files(paths, reader_kwargs, args.jobs):
+        for record in records:
             if "error" in record:
                 failed += 1
                 bar.write(f"digitocr read: error: {record['error']}", file=sys.stderr)
@@ -156,17 +165,52 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     return EXIT_SOME_FAILED if failed else 0
 
 
-def write_debug(result, out_dir: Path, stem: str) -> None:
-    """STEM_overlay.png (boxes, digits, confidences on the page) and STEM_crops/NN_D.png (what the net saw)."""
-    import cv2
+def make_dir(path: Path, flag: str) -> None:
+    from ..errors import DigitocrError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DigitocrError(f"{flag} {path}: cannot create it ({e.strerror or e})") from None
+
+
+def debug_names(paths: list[Path]) -> list[str]:
+    """Each input's name in --debug-dir: its stem, or its whole name where stems repeat (a.png, a.jpg), and a
+    counter where even those repeat (folders with the same file names)."""
+    stems = Counter(p.stem for p in paths)
+    names = [p.stem if stems[p.stem] == 1 else p.name for p in paths]
+    seen: Counter[str] = Counter()
+    unique = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def write_debug(result, out_dir: Path, name: str) -> None:
+    """NAME_overlay.png (boxes, digits, confidences on the page) and NAME_crops/NN_D.png (what the net saw);
+    crops left in NAME_crops by an earlier run are removed first."""
     import numpy as np
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_dir / f"{stem}_overlay.png"), overlay(result))
-    crops_dir = out_dir / f"{stem}_crops"
-    crops_dir.mkdir(exist_ok=True)
-    for n, (crop, digit) in enumerate(zip(result.crops, result.digits, strict=True)):
-        cv2.imwrite(str(crops_dir / f"{n:02d}_{digit.digit}.png"), np.round(crop * 255).astype(np.uint8))
+    from ..errors import DigitocrError
+
+    try:
+        _write_png(out_dir / f"{name}_overlay.png", overlay(result))
+        crops_dir = out_dir / f"{name}_crops"
+        crops_dir.mkdir(exist_ok=True)
+        for old in crops_dir.glob("*.png"):
+            old.unlink()
+        for n, (crop, digit) in enumerate(zip(result.crops, result.digits, strict=True)):
+            _write_png(crops_dir / f"{n:02d}_{digit.digit}.png", np.round(crop * 255).astype(np.uint8))
+    except OSError as e:
+        raise DigitocrError(f"{result.file}: cannot write its debug images in {out_dir} ({e.strerror or e})") from None
+
+
+def _write_png(path: Path, image) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), image):  # OpenCV reports a failed write by returning False
+        raise OSError(f"cannot write {path}")
 
 
 OVERLAY_COLOUR = (0, 160, 0)  # BGR: confident digits
