@@ -1,6 +1,7 @@
 """End to end through digitocr.cli.main, on the synthetic IDX dataset (no network)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -69,6 +70,10 @@ def _assert_one_line_error(code, err, needle):
     (["train", "--iterations", "-3"], "must be 0 or more"),
     (["train", "--lr", "fast"], "expected a number"),
     (["train", "--preset", "nope"], "invalid choice"),
+    (["train", "--lr", "inf"], "finite"),
+    (["train", "--epochs", "nan"], "finite"),
+    (["train", "--epochs", "1", "--iterations", "5"], "not allowed with"),
+    (["serve", "--port", "70000"], "TCP port"),
     (["evaluate", "--model", "/no/such/model"], "no such run folder"),
     (["evaluate", "--split", "everything"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
@@ -94,9 +99,19 @@ def test_bad_files_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic
     _assert_one_line_error(code, err, "not a directory")
 
 
-def test_run_of_another_recipe_is_not_silently_changed(capsys, trained_run, synthetic_dir):
-    code, _, err = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir, "--lr", "0.5")
+@pytest.mark.parametrize("change", [["--lr", "0.5"], ["--preset", "best"], ["--dataset", "fashion-mnist"]])
+def test_run_of_another_recipe_is_not_silently_changed(capsys, trained_run, synthetic_dir, change):
+    code, _, err = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir, *change)
     _assert_one_line_error(code, err, "start a new --run")
+
+
+@pytest.mark.parametrize("damage", ["{bad", "[]", '{"preset": "seed", "lr": "fast"}'])
+def test_a_damaged_run_config_is_one_line(capsys, tmp_path, trained_run, synthetic_dir, damage):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "config.json").write_text(damage)
+    code, _, err = run_cli(capsys, "train", "--run", run, "--data-dir", synthetic_dir, "--iterations", "1")
+    _assert_one_line_error(code, err, "config.json: not a readable training config")
 
 
 def test_an_interrupted_scheduled_run_continues_to_the_end_of_its_schedule(capsys, tmp_path, synthetic_dir):

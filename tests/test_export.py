@@ -121,6 +121,9 @@ def test_evaluate_with_onnxruntime_equals_torch(exported, synthetic_dir, capsys)
         results.append(json.loads(capsys.readouterr().out))
     assert results[0]["confusion"] == results[1]["confusion"]
     assert results[0]["accuracy"] == results[1]["accuracy"]
+    onnx_file = exported[1]  # the .onnx file itself, as README's `--backend onnxruntime` promises
+    assert main([*common[:2], str(onnx_file), *common[3:], "--backend", "onnxruntime"]) == 0
+    assert json.loads(capsys.readouterr().out)["confusion"] == results[0]["confusion"]
 
 
 def test_server_with_the_onnxruntime_backend_reads_like_torch():

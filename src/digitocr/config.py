@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .constants import DEFAULT_VALIDATION_SIZE
@@ -59,6 +59,17 @@ class AugmentConfig:
     elastic: float = 0.03  # peak displacement of the elastic field, in normalised [-1, 1] units
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a value read from JSON fits a field whose default is `default` (None and factories: any)."""
+    if value is None or default is None or isinstance(default, type(MISSING)):
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
 @dataclass
 class TrainConfig:
     """A full training recipe; `config.json` in a run folder is this, resolved."""
@@ -93,10 +104,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise DigitocrError(f"a training config is a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise DigitocrError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        for f in fields(cls):
+            if f.name in d and not _same_kind(d[f.name], f.default):
+                raise DigitocrError(f"config {f.name}={d[f.name]!r}: expected {type(f.default).__name__}")
         kw = dict(d)
         kw["model"] = ModelConfig.from_dict(kw.get("model", {}))
         kw["augmentation"] = AugmentConfig(**kw.get("augmentation", {}))

@@ -159,13 +159,24 @@ def run_progress(run_dir: str | Path) -> tuple[int, int] | None:
     if not ckpt.exists():
         return None
     done = int(read_checkpoint(ckpt)[1]["iterations"])
-    horizon = json.loads((Path(run_dir) / CONFIG).read_text()).get("schedule_iterations")
+    horizon = saved_config(Path(run_dir)).schedule_iterations
     return done, done if horizon is None else int(horizon)
+
+
+def saved_config(run_dir: Path) -> TrainConfig:
+    """The config a run folder was trained with; a missing or damaged config.json is a one-line error."""
+    path = run_dir / CONFIG
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise DigitocrError(f"run {run_dir} has a checkpoint but no {CONFIG}; start a new --run") from None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, DigitocrError) as e:
+        raise DigitocrError(f"{path}: not a readable training config ({e})") from None
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's saved config with the allowed overrides applied; changing the recipe is an error."""
-    saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))
+    saved = saved_config(run_dir)
     changes = {}
     for k, v in overrides.items():
         if v is None or v == getattr(saved, k):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..constants import DEFAULT_VALIDATION_SIZE
+
+MAX_PORT = 65_535
 
 
 def _number_type(kind: type, name: str, what: str, ok, rule: str):
@@ -25,7 +28,10 @@ def _number_type(kind: type, name: str, what: str, ok, rule: str):
 
 positive_int = _number_type(int, "positive_int", "a whole number", lambda v: v >= 1, "must be at least 1")
 non_negative_int = _number_type(int, "non_negative_int", "a whole number", lambda v: v >= 0, "must be 0 or more")
-positive_float = _number_type(float, "positive_float", "a number", lambda v: v > 0, "must be positive")
+positive_float = _number_type(float, "positive_float", "a number", lambda v: math.isfinite(v) and v > 0,
+                              "must be a positive, finite number")
+port_number = _number_type(int, "port_number", "a whole number", lambda v: 1 <= v <= MAX_PORT,
+                           f"must be a TCP port from 1 to {MAX_PORT}")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

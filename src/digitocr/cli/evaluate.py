@@ -14,8 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model")
     add_model_arg(p, "seed")
     p.add_argument("--split", choices=("test", "validation"), default="test", help="(default: test)")
-    p.add_argument("--images", default=None, help="an IDX images file to evaluate instead of a split")
-    p.add_argument("--labels", default=None, help="the IDX labels file that goes with --images")
+    p.add_argument("--images", default=None,
+                   help="an IDX images file to evaluate instead of a split (default: none, use --split)")
+    p.add_argument("--labels", default=None, help="the IDX labels file that goes with --images (default: none)")
     p.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="onnxruntime runs the model's ONNX export, made once and cached (default: torch)")
@@ -51,19 +52,22 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     device = resolve_device(args.device or "cpu")
-    loaded = load_model(args.model, device)
     title, split = load_eval_split(args)
-    if args.backend == "onnxruntime":
+    if args.backend == "onnxruntime":  # --model may be a .onnx file, which torch cannot load
         from ..export import OnnxClassifier, evaluate_onnx
 
-        result = evaluate_onnx(OnnxClassifier.from_model(args.model, args.threads), split)
+        onnx = OnnxClassifier.from_model(args.model, args.threads)
+        model_path, iterations = onnx.path, None
+        result = evaluate_onnx(onnx, split)
     else:
+        loaded = load_model(args.model, device)
+        model_path, iterations = str(loaded.path), loaded.iterations
         result = evaluate(loaded.model, split, use_bf16(args.precision or "auto", device))
     if args.json:
         split_name = args.split if args.images is None else args.images
-        print(json.dumps({"model": str(loaded.path), "split": split_name,
+        print(json.dumps({"model": model_path, "split": split_name,
                           "accuracy": result.accuracy, "correct": result.correct, "total": result.total,
-                          "iterations": loaded.iterations, "images_per_s": round(result.images_per_s),
+                          "iterations": iterations, "images_per_s": round(result.images_per_s),
                           "confusion": result.confusion.tolist()}))
         return 0
     print(f"Accuracy on {title}: {result.accuracy:.1%} ({result.correct} / {result.total})")

@@ -18,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output file (default: MODEL_NAME.onnx in the current folder)")
     p.add_argument("--split", choices=("test", "validation"), default="test",
                    help="images the export is checked on (default: test)")
-    p.add_argument("--images", default=None, help="an IDX images file to check on instead of a split")
-    p.add_argument("--labels", default=None, help="the IDX labels file that goes with --images")
+    p.add_argument("--images", default=None, help="an IDX images file to check on instead of a split (default: none)")
+    p.add_argument("--labels", default=None, help="the IDX labels file that goes with --images (default: none)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the comparison with PyTorch (default: compare)")
     p.add_argument("--json", action="store_true", help="print one JSON object (default: text)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_model_arg, positive_float, positive_int
+from .common import add_model_arg, port_number, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p, ServeSettings.model)
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on; 0.0.0.0 opens it to the network (default: {DEFAULT_HOST})")
-    p.add_argument("--port", type=positive_int, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
+    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="inference processes, each loading the model once and taking the next waiting request "
                         "on one core; 1 runs inference on threads of the server process "

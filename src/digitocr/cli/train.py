@@ -9,21 +9,24 @@ from pathlib import Path
 from .common import add_compute_args, add_data_args, non_negative_int, positive_float, positive_int
 
 DEFAULT_RUNS = Path("runs")
+DEFAULT_PRESET = "seed"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..config import PRESETS
 
     p = sub.add_parser("train", help="train a network; continues the run folder's training if it exists")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="seed", help="training recipe (default: seed)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help=f"training recipe (default: {DEFAULT_PRESET}, or the run folder's when it continues one)")
     p.add_argument("--run", "--run-dir", dest="run", default=None,
                    help="run folder; under torchrun spell it --run-dir (default: runs/PRESET-seedN)")
-    p.add_argument("--iterations", type=non_negative_int, default=None,
-                   help="optimizer steps to add in this invocation (default: the preset's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=non_negative_int, default=None,
+                        help="optimizer steps to add in this invocation (default: the preset's)")
     p.add_argument("--until", type=non_negative_int, default=None,
                    help="train until the run has this many iterations in all; idempotent (default: off)")
-    p.add_argument("--epochs", type=positive_float, default=None, help="passes over the training set, "
-                   "instead of --iterations (default: the preset's)")
+    length.add_argument("--epochs", type=positive_float, default=None, help="passes over the training set, "
+                        "instead of --iterations (default: the preset's)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="(default: the preset's)")
     p.add_argument("--lr", type=positive_float, default=None, help="(peak) learning rate (default: the preset's)")
     p.add_argument("--seed", type=non_negative_int, default=None, help="random seed (default: 0)")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                      precision=args.precision, threads=args.threads, device=args.device,
                      validation_size=args.validation_size, data_dir=args.data_dir)
+    explicit_preset, args.preset = args.preset, args.preset or DEFAULT_PRESET
     if args.ensemble is not None:
         return run_ensemble(args, overrides)
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
@@ -58,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["iterations"] = max(0, args.until - (progress[0] if progress else 0))
         args.iterations = overrides["iterations"]
     if progress is not None:
-        cfg = resume_config(run_dir, overrides)
+        # a different recipe or dataset named on the command line is refused, not silently ignored
+        recipe = dict(preset=explicit_preset,
+                      dataset=resolve_dataset_name(args.dataset, args.data_dir) if args.dataset else None)
+        cfg = resume_config(run_dir, {**overrides, **recipe})
         if cfg.schedule != "constant" and args.iterations is None and args.epochs is None:
             # a scheduled run continues to the end of its schedule, not one more schedule's length past it
             done, end = progress
