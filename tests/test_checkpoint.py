@@ -1,6 +1,7 @@
 """Checkpoints: round trip, tampering refused with a clear message, never unpickled, atomic under failure."""
 
 import json
+import os
 import pickle
 import struct
 import subprocess
@@ -145,3 +146,13 @@ def test_real_full_disk_and_read_only_folder(small_tmpfs):
     with pytest.raises(DigitocrError, match="Read-only file system"):
         save_checkpoint(path, model, {"model_config": small.__dict__ | {"widths": [1, 1, 1]}, "iterations": 2})
     assert path.read_bytes() == before
+
+
+def test_checkpoints_get_the_umask_mode_like_any_new_file(tmp_path):
+    """safetensors re-creates the file it writes as 0600; shared run folders must stay readable by the group."""
+    old = os.umask(0o022)
+    try:
+        _save(tmp_path / "c.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.safetensors").stat().st_mode & 0o777 == 0o644

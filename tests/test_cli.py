@@ -97,6 +97,11 @@ def test_bad_files_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic
     _assert_one_line_error(code, err, "go together")
     code, _, err = run_cli(capsys, "train", "--run", tmp_path / "r", "--data-dir", tmp_path / "missing")
     _assert_one_line_error(code, err, "not a directory")
+    code, _, err = run_cli(capsys, "fetch", "--data-dir", tmp_path / "missing")
+    _assert_one_line_error(code, err, "not a directory")
+    code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--data-dir", synthetic_dir,
+                           "--split", "validation", "--validation-size", "0")
+    _assert_one_line_error(code, err, "split is empty")
 
 
 @pytest.mark.parametrize("change", [["--lr", "0.5"], ["--preset", "best"], ["--dataset", "fashion-mnist"]])

@@ -211,3 +211,17 @@ def test_pieces_on_two_lines_are_rejoined_when_the_verifier_prefers_the_union():
     reader = UnionVerifier(uniform, verifier=lambda crops: crops)
     [[joined]] = reader.rejoin_lines(lines, page.astype(np.float32))
     assert joined.box[1] == lines[0][0].box[1] and joined.box[1] + joined.box[3] == sum(lines[1][0].box[1::2])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_confidence": 2}, "between 0 and 1"),
+    ({"min_confidence": float("nan")}, "between 0 and 1"),
+    ({"max_pixels": 0}, "must be positive"),
+    ({"model": None}, "expected a model name"),
+    ({"verifier": "no-such-verifier"}, "--verifier no-such-verifier"),
+])
+def test_reader_arguments_are_checked_when_it_is_made(model, kwargs, message):
+    from digitocr.errors import DigitocrError
+
+    with pytest.raises(DigitocrError, match=message):
+        Reader(**{"model": str(model), **kwargs})

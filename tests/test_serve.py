@@ -117,6 +117,7 @@ def test_models_health_docs_and_page(client):
     assert all(m["card"] == model_card(m["name"]) for m in models["models"])
     assert models["serving"]["threads"] == 1
     assert client.get("/healthz").json()["status"] == "ok"
+    assert client.head("/healthz").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/read", "/v1/classify", "/v1/models", "/healthz"} <= set(paths)
     page = client.get("/")

@@ -17,8 +17,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     # O_EXCL: never follow or clobber anything already there; the umask applies as for any new file
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, NEW_FILE_MODE))
+    mode = tmp.stat().st_mode & 0o777
     try:
         write(str(tmp))
+        os.chmod(tmp, mode)  # a writer that re-creates the file (safetensors does, as 0600) keeps the umask's mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -26,6 +26,7 @@ from .constants import DEFAULT_CLASSIFIER as CLASSIFIER
 from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES
 from .constants import DEFAULT_VERIFIER as VERIFIER
 from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
+from .errors import DigitocrError
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import frame_digit, frame_parts, ink_map
 from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pairs
@@ -92,11 +93,16 @@ class Reader:
                  max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER):
         from .registry import bundled_models
 
-        raw = _load(model, backend)
+        if not 0 <= min_confidence <= 1:  # also refuses NaN
+            raise DigitocrError(f"min_confidence must be between 0 and 1, got {min_confidence}")
+        if max_pixels < 1 or max_bytes < 1:
+            raise DigitocrError(f"max_pixels and max_bytes must be positive, got {max_pixels} and {max_bytes}")
+        raw = _load(model, backend, "--model")
         if verifier == model and isinstance(model, str | Path):
             verifier = raw  # one network both verifies and reads
         elif isinstance(verifier, str | Path):
-            verifier = _load(verifier, backend) if verifier != VERIFIER or VERIFIER in bundled_models() else None
+            use = verifier != VERIFIER or VERIFIER in bundled_models()
+            verifier = _load(verifier, backend, "--verifier") if use else None
         self.classifier = DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
         self.verifier = verifier
         self._reads_with_verifier = verifier is raw
@@ -319,11 +325,18 @@ def outputs(classifier: Any) -> int:
     return int(classifier(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.float32)).shape[1])
 
 
-def _load(model: Any, backend: str) -> Any:
+def _load(model: Any, backend: str, role: str) -> Any:
+    """A classifier from a spec (bundled name, run folder, checkpoint, .onnx) or one given ready-made."""
     if isinstance(model, str | Path):
         from .classifier import load_classifier
 
-        return load_classifier(str(model), backend)
+        try:
+            return load_classifier(str(model), backend)
+        except DigitocrError as e:  # the spec's own flag in the message: --model or --verifier
+            raise DigitocrError(str(e).replace("--model ", f"{role} ", 1)) from None
+    if not callable(model):
+        raise DigitocrError(f"{role}: expected a model name, a path or a classifier (crops -> probabilities), "
+                            f"got {type(model).__name__}")
     return model
 
 

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(fp32), seeds, data checksums, date (default: off)")
     p.add_argument("--half", action="store_true", help="store the weights as float16: half the file size; "
                    "they compute in float32 (or bf16) after loading, and the card measures them so (default: off)")
-    p.add_argument("--command", default=None,
+    p.add_argument("--command", dest="card_command", default=None,  # args.command names the subcommand
                    help="the training command to record in the card (default: rebuilt from the runs)")
     p.add_argument("--note", default=None, help="a sentence for the card, e.g. how the run was chosen "
                    "(default: none)")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     size = f"{out.stat().st_size / 2**20:.1f} MB{' (float16)' if args.half else ''}"
     print(f"Wrote {out}: {kind}, {count_parameters(model):,} parameters, {size}")
     if args.card:
-        card = build_card(out, load_data_for(args), args.command)
+        card = build_card(out, load_data_for(args), args.card_command)
         if args.note:
             card["note"] = args.note
         atomic_write_text(out.with_suffix(".json"), json.dumps(card, indent=2) + "\n")

@@ -41,7 +41,10 @@ def load_eval_split(args: argparse.Namespace):
             raise DigitocrError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]}, "
                                 "expected 28x28")
         return "Images", Split(images.astype("uint8"), labels.astype("int64"))
-    return SPLIT_TITLES[args.split], load_data_for(args).split(args.split)
+    split = load_data_for(args).split(args.split)
+    if len(split.labels) == 0:
+        raise DigitocrError(f"the {args.split} split is empty (--validation-size {args.validation_size})")
+    return SPLIT_TITLES[args.split], split
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,10 +14,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..data.datasets import ensure_files, resolve_dataset_name
+    from ..errors import DigitocrError
 
     name = resolve_dataset_name(args.dataset, args.data_dir)
     if name is None:
+        if not Path(args.data_dir).is_dir():
+            raise DigitocrError(f"--data-dir {args.data_dir}: not a directory")
         print(f"{args.data_dir}: a custom IDX dataset; nothing to fetch")
         return 0
     print(f"{name}: verified files in {ensure_files(name, args.data_dir)}")
