@@ -133,3 +133,15 @@ def test_an_interrupted_scheduled_run_continues_to_the_end_of_its_schedule(capsy
     assert code == 0 and "(16 iterations)" in out
     code, out, _ = run_cli(capsys, *same_command)
     assert code == 0 and "has finished its onecycle schedule (16 iterations)" in out
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
+def test_serve_on_a_taken_port_or_unknown_host_is_one_line(capsys, host):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, out, err = run_cli(capsys, "serve", "--host", host, "--port", taken.getsockname()[1])
+    _assert_one_line_error(code, err, "cannot listen on")
+    assert out == ""  # no banner claiming a URL that does not answer

@@ -53,9 +53,26 @@ def run(args: argparse.Namespace) -> int:
     settings = ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port,
                              workers=workers, threads=args.threads, timeout_s=args.timeout,
                              max_bytes=args.max_bytes)
+    check_address(args.host, args.port)
     pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"
     print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model}, "
           f"backend {args.backend}, {pool}", flush=True)
     app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail in one line, before the banner and the model load, when the address cannot be listened on (port
+    taken, host unknown or not this machine's); uvicorn would log its own error and exit 3."""
+    import socket
+
+    from ..errors import DigitocrError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind((host, port))
+    except OSError as e:
+        raise DigitocrError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
