@@ -226,3 +226,25 @@ def test_reader_arguments_are_checked_when_it_is_made(model, kwargs, message):
 
     with pytest.raises(DigitocrError, match=message):
         Reader(**{"model": str(model), **kwargs})
+
+
+# UCI optdigits #444, a 6 whose loop runs into the image's bottom edge: segmentation takes that big
+# edge-touching body for a background blob and keeps nothing
+OPTDIGIT_444 = [[0, 0, 0, 11, 12, 1, 0, 0], [0, 0, 8, 16, 9, 4, 0, 0], [0, 0, 3, 4, 0, 0, 0, 0],
+                [0, 1, 0, 2, 8, 2, 0, 0], [0, 5, 16, 16, 16, 14, 2, 0], [0, 2, 16, 9, 3, 13, 7, 0],
+                [0, 0, 11, 14, 7, 16, 9, 0], [0, 0, 1, 10, 14, 10, 2, 0]]
+
+
+def test_classify_takes_all_the_ink_when_segmentation_keeps_none():
+    import cv2
+
+    from digitocr.errors import NoDigitError
+    from digitocr.preprocess import ink_map
+    from digitocr.segment import find_glyphs
+
+    six = cv2.resize(np.array(OPTDIGIT_444, np.float32) / 16, (32, 32), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    assert not any(find_glyphs(ink_map(six)))  # the case this covers
+    reader = Reader("photo")
+    assert reader.classify(six).argmax() == 6
+    with pytest.raises(NoDigitError, match="no ink"):
+        reader.classify(np.zeros((32, 32), np.float32))

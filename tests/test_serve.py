@@ -107,6 +107,8 @@ def test_classify_returns_ten_probabilities(client, reader):
     assert len(body["probabilities"]) == 10
     np.testing.assert_allclose(body["probabilities"], reader.classify(png), atol=1e-5)
     assert body["confidence"] == max(body["probabilities"])
+    for blank in (Image.new("L", (64, 64), 255), Image.new("L", (1, 1), 0)):  # read() gives "" for these
+        assert_error(client.post("/v1/classify", content=png_bytes(blank)), 422, "no ink")
 
 
 def test_models_health_docs_and_page(client):

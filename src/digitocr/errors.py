@@ -23,3 +23,9 @@ class ImageTooLargeError(ImageError):
     """More pixels (or bytes) than the configured limit: refused before decoding it all (HTTP 413)."""
 
     http_status = 413
+
+
+class NoDigitError(ImageError):
+    """A readable image with no ink in it, asked to be classified as one digit (HTTP 422)."""
+
+    http_status = 422

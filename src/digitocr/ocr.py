@@ -26,7 +26,7 @@ from .constants import DEFAULT_CLASSIFIER as CLASSIFIER
 from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES
 from .constants import DEFAULT_VERIFIER as VERIFIER
 from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
-from .errors import DigitocrError
+from .errors import DigitocrError, NoDigitError
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import frame_digit, frame_parts, ink_map
 from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pairs
@@ -129,8 +129,14 @@ class Reader:
     def classify(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         """One digit image (any size or polarity) -> (10,) probabilities; all its ink is taken as one digit."""
         page = self.load(image, name)
-        glyphs = [g for line in find_glyphs(ink_map(page.pixels)) for g in line]
-        crop = frame_digit(_paste(glyphs, page.pixels.shape))[None]  # (1, 28, 28)
+        ink = ink_map(page.pixels)
+        glyphs = [g for line in find_glyphs(ink) for g in line]
+        # (H, W): the glyphs' ink; or, where segmentation kept none (a digit filling its image to the edge
+        # looks like a background blob to it), all the ink there is
+        digit = _paste(glyphs, page.pixels.shape) if glyphs else ink.ink * ink.mask
+        if not digit.any():  # read() answers "" here; one digit's probabilities would be a guess at nothing
+            raise NoDigitError(f"{page.name}: no ink in the image, so no digit to classify")
+        crop = frame_digit(digit)[None]  # (1, 28, 28)
         with one_thread():
             probs = self.classifier(crop)
         if self.verifier is None or self._reads_with_verifier:

@@ -29,6 +29,7 @@ IMAGE_BODY = {"requestBody": {"required": True, "content": {
 ERRORS = {status: {"description": text, "content": {"application/json": {"example": {"error": "..."}}}}
           for status, text in [(400, "undecodable image or bad request"), (413, "too many bytes or pixels"),
                                (415, "not an image type digitocr reads"), (408, "the upload was too slow"),
+                               (422, "/v1/classify: the image has no ink to classify"),
                                (503, "too many requests waiting"), (504, "reading took too long")]}
 
 
