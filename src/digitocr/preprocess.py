@@ -27,6 +27,8 @@ CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the ver
 
 # --- finding ink on a page ---
 SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level (the image is probably one digit)
+CROP_SIDE = 512  # at most this long and evenly lit around its border: one level too (a crop of a digit)
+EVEN_PERCENTILES = (5, 95)  # the border's spread, between these percentiles, says whether it is evenly lit
 BG_SIDE = 128  # the background is estimated on a copy this long ...
 BG_KERNEL_FRACTION = 0.25  # ... by a median filter this fraction of its long side: wider than any stroke
 BG_FLOOR = 0.05  # darkest paper we divide by (no blow-up in black corners)
@@ -105,10 +107,14 @@ def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
 
 
 def estimate_background(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness everywhere: a large median on a reduced copy, resized back. (H, W) float32."""
+    """The paper's brightness everywhere: a large median on a reduced copy, resized back. (H, W) float32.
+
+    Small images, and crops whose border is evenly lit, are one level: their border's median. A crop is
+    often one digit filling most of it, whose thick strokes a median would take for paper."""
     h, w = grey.shape
-    if max(h, w) <= SMALL_IMAGE_SIDE:  # one digit, maybe filling half the image: the border is paper
-        return np.full_like(grey, float(np.median(_border(grey))))
+    border = _border(grey)
+    if max(h, w) <= SMALL_IMAGE_SIDE or (max(h, w) <= CROP_SIDE and _evenly_lit(border)):
+        return np.full_like(grey, float(np.median(border)))
     f = BG_SIDE / max(h, w)
     small_size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
@@ -117,6 +123,12 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     bg = cv2.medianBlur(small8, k).astype(np.float32) / PIXEL_MAX
     bg = cv2.GaussianBlur(bg, (5, 5), 0)  # the median is blocky; ink halos stay small
     return cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _evenly_lit(border: np.ndarray) -> bool:
+    """Does the paper around the image vary by less than half the faintest ink's contrast?"""
+    lo, hi = np.percentile(border, EVEN_PERCENTILES)
+    return bool(hi - lo < 0.5 * MIN_INK_CONTRAST * max(float(hi), BG_FLOOR))
 
 
 def noise_sigma(values: np.ndarray) -> float:
