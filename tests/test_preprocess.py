@@ -133,3 +133,17 @@ def test_context_shows_only_the_ink_around_a_part():
     extra = in_context - alone
     assert 0.5 * CONTEXT < extra.max() <= CONTEXT + 1e-6  # dimmed
     assert extra[:, 20:].sum() > 10 * extra[:, :8].sum()  # on the right
+
+
+def test_border_surface_fits_smooth_lighting_and_refuses_a_shadow_edge():
+    from digitocr.preprocess import border_surface
+
+    v, u = np.mgrid[-0.5:0.5:90j, -0.5:0.5:120j].astype(np.float32)
+    lighting = 0.85 - 0.2 * u + 0.1 * v - 0.15 * u * u  # (90, 120) a gradient with some vignetting
+    page = lighting.copy()
+    page[30:60, 20:100] = 0.2  # a thick digit's worth of ink in the middle: the surface passes under it
+    np.testing.assert_allclose(border_surface(page), lighting, atol=1e-4)
+    page[40:50, :10] = 0.05  # a stroke running off the left edge: dropped from the fit as outliers
+    np.testing.assert_allclose(border_surface(page)[:, 20:], lighting[:, 20:], atol=1e-3)
+    shadowed = lighting * np.where(u < 0.1, 0.6, 1.0)  # a shadow's edge crossing the crop: no smooth surface
+    assert border_surface(shadowed) is None

@@ -27,8 +27,13 @@ CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the ver
 
 # --- finding ink on a page ---
 SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level (the image is probably one digit)
-CROP_SIDE = 512  # at most this long and evenly lit around its border: one level too (a crop of a digit)
-EVEN_PERCENTILES = (5, 95)  # the border's spread, between these percentiles, says whether it is evenly lit
+CROP_SIDE = 512  # at most this long, a border explained by a smooth surface makes that the background
+EVEN_PERCENTILES = (5, 95)  # the border's spread about the surface, between these percentiles, ...
+BORDER_FITS = 3  # ... after this many robust fits, ...
+BORDER_OUTLIER = 4.0  # ... each dropping border pixels this many noise sigmas off (ink touching the edge)
+MIN_BORDER_SIGMA = 0.005  # a noise-free border still keeps pixels this close
+SUNK_SHARE = 0.01  # the usual background strays from the border's surface over this much of a crop: use it
+MIN_PAPER_BORDER = 0.9  # a border less than this much paper (shadows, ink) is no guide to the background
 BG_SIDE = 128  # the background is estimated on a copy this long ...
 BG_KERNEL_FRACTION = 0.25  # ... by a median filter this fraction of its long side: wider than any stroke
 BG_FLOOR = 0.05  # darkest paper we divide by (no blow-up in black corners)
@@ -63,7 +68,7 @@ def ink_map(grey: np.ndarray) -> InkMap:
     small = max(grey.shape) <= SMALL_IMAGE_SIDE
     step = max(1, int(np.ceil((grey.size / STATS_PIXELS) ** 0.5)))  # statistics on a strided sample
     if small:  # one digit, maybe half the pixels: the ink is on the side the image leans to from its border
-        dark = float(grey.mean()) <= float(background.flat[0])
+        dark = float((grey - background).mean()) <= 0
     else:
         sample = grey[::step, ::step] - background[::step, ::step]  # (h, w) mostly paper, lighting removed
         sample_sigma = noise_sigma(sample)  # the same whichever way the ink lies
@@ -107,14 +112,29 @@ def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
 
 
 def estimate_background(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness everywhere: a large median on a reduced copy, resized back. (H, W) float32.
+    """The paper's brightness everywhere (H, W) float32: a large median on a reduced copy, resized back;
+    small images (probably one digit) take their border's median.
 
-    Small images, and crops whose border is evenly lit, are one level: their border's median. A crop is
-    often one digit filling most of it, whose thick strokes a median would take for paper."""
+    Where a smooth surface fitted to the border of a crop (at most CROP_SIDE) explains that border, and the
+    usual estimate strays from it by half the faintest ink's contrast over SUNK_SHARE of the image, the
+    surface is the background: a median sinks into a thick digit that fills most of its crop, and one level
+    misses a gradient across it. Elsewhere the usual estimate stands (the networks were trained on it)."""
     h, w = grey.shape
-    border = _border(grey)
-    if max(h, w) <= SMALL_IMAGE_SIDE or (max(h, w) <= CROP_SIDE and _evenly_lit(border)):
-        return np.full_like(grey, float(np.median(border)))
+    if max(h, w) <= SMALL_IMAGE_SIDE:
+        usual = np.full_like(grey, float(np.median(_border(grey))))
+    else:
+        usual = median_background(grey)
+    surface = border_surface(grey) if max(h, w) <= CROP_SIDE else None
+    if surface is not None:
+        strays = np.abs(surface - usual) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
+        if strays.mean() > SUNK_SHARE:
+            return surface
+    return usual
+
+
+def median_background(grey: np.ndarray) -> np.ndarray:
+    """A large median on a reduced copy, resized back: follows lighting and shadows, not strokes. (H, W)"""
+    h, w = grey.shape
     f = BG_SIDE / max(h, w)
     small_size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
@@ -125,10 +145,31 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     return cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _evenly_lit(border: np.ndarray) -> bool:
-    """Does the paper around the image vary by less than half the faintest ink's contrast?"""
-    lo, hi = np.percentile(border, EVEN_PERCENTILES)
-    return bool(hi - lo < 0.5 * MIN_INK_CONTRAST * max(float(hi), BG_FLOOR))
+def border_surface(grey: np.ndarray) -> np.ndarray | None:
+    """A quadratic surface a + bu + cv + duv + eu^2 + fv^2 fitted to the image's border pixels (robustly: the
+    pixels off by more than BORDER_OUTLIER noise sigmas, ink touching the edge, are dropped and it is fitted
+    again), or None where it leaves the border varying by half the faintest ink's contrast or more."""
+    h, w = grey.shape
+    if min(h, w) < 2:
+        return None
+    u, v = np.linspace(-0.5, 0.5, w, dtype=np.float32), np.linspace(-0.5, 0.5, h, dtype=np.float32)
+    # the border in _border's order: top row, bottom row, left column, right column
+    bu = np.concatenate([u, u, np.full(h, u[0]), np.full(h, u[-1])])
+    bv = np.concatenate([np.full(w, v[0]), np.full(w, v[-1]), v, v])
+    terms = np.stack([np.ones_like(bu), bu, bv, bu * bv, bu * bu, bv * bv], 1)  # (n, 6)
+    values = _border(grey)
+    keep = np.ones(len(values), bool)
+    for _ in range(BORDER_FITS):
+        coef = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        residual = values - terms @ coef
+        keep = np.abs(residual) <= BORDER_OUTLIER * max(noise_sigma(residual), MIN_BORDER_SIGMA)
+    lo, hi = np.percentile(residual[keep], EVEN_PERCENTILES)
+    paper = max(float(np.median(terms @ coef)), BG_FLOOR)
+    if keep.mean() < MIN_PAPER_BORDER or hi - lo >= 0.5 * MIN_INK_CONTRAST * paper:
+        return None
+    U, V = u[None, :], v[:, None]  # (1, W), (H, 1)
+    surface = coef[0] + coef[1] * U + coef[2] * V + coef[3] * U * V + coef[4] * U * U + coef[5] * V * V
+    return np.ascontiguousarray(np.broadcast_to(surface, (h, w)), dtype=np.float32)
 
 
 def noise_sigma(values: np.ndarray) -> float:
