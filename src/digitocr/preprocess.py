@@ -122,54 +122,68 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     if max(h, w) <= SMALL_IMAGE_SIDE:
         usual = np.full_like(grey, float(np.median(_border(grey))))
-    else:
-        usual = median_background(grey)
-    surface = border_surface(grey) if max(h, w) <= CROP_SIDE else None
-    if surface is not None:
+    else:  # the estimates are compared on the reduced copy; the chosen one is resized once
+        f = BG_SIDE / max(h, w)
+        small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        usual = median_background(small)
+    coef = border_fit(grey) if max(h, w) <= CROP_SIDE else None
+    if coef is not None:
+        surface = quadratic(coef, usual.shape)
         strays = np.abs(surface - usual) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
         if strays.mean() > SUNK_SHARE:
-            return surface
-    return usual
+            usual = surface
+    return usual if usual.shape == grey.shape else cv2.resize(usual, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def median_background(grey: np.ndarray) -> np.ndarray:
-    """A large median on a reduced copy, resized back: follows lighting and shadows, not strokes. (H, W)"""
-    h, w = grey.shape
-    f = BG_SIDE / max(h, w)
-    small_size = (max(1, round(w * f)), max(1, round(h * f)))
-    small = cv2.resize(grey, small_size, interpolation=cv2.INTER_AREA)
+def median_background(small: np.ndarray) -> np.ndarray:
+    """A median over BG_KERNEL_FRACTION of the reduced copy's side: follows lighting and shadows, not strokes."""
     small8 = np.clip(small * PIXEL_MAX + 0.5, 0, PIXEL_MAX).astype(np.uint8)
     k = int(BG_SIDE * BG_KERNEL_FRACTION) | 1
     bg = cv2.medianBlur(small8, k).astype(np.float32) / PIXEL_MAX
-    bg = cv2.GaussianBlur(bg, (5, 5), 0)  # the median is blocky; ink halos stay small
-    return cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.GaussianBlur(bg, (5, 5), 0)  # the median is blocky; ink halos stay small
 
 
-def border_surface(grey: np.ndarray) -> np.ndarray | None:
-    """A quadratic surface a + bu + cv + duv + eu^2 + fv^2 fitted to the image's border pixels (robustly: the
-    pixels off by more than BORDER_OUTLIER noise sigmas, ink touching the edge, are dropped and it is fitted
-    again), or None where it leaves the border varying by half the faintest ink's contrast or more."""
+def _quadratic_terms(u: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
+    return [np.ones_like(u * v), u, v, u * v, u * u, v * v]
+
+
+def quadratic(coef: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The surface sum(coef * terms) over an (H, W) grid spanning [-0.5, 0.5] both ways. float32"""
+    h, w = shape
+    u, v = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :], np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
+    return sum(np.float32(c) * t for c, t in zip(coef, _quadratic_terms(u, v), strict=True)).astype(np.float32)
+
+
+def border_fit(grey: np.ndarray) -> np.ndarray | None:
+    """Coefficients (6,) of a quadratic surface a + bu + cv + duv + eu^2 + fv^2 fitted to the image's border
+    pixels (robustly: pixels off by more than BORDER_OUTLIER noise sigmas, ink touching the edge, are dropped
+    and it is fitted again), or None where it leaves the border varying by half the faintest ink's contrast."""
     h, w = grey.shape
-    if min(h, w) < 2:
+    if min(h, w) < 3:
         return None
     u, v = np.linspace(-0.5, 0.5, w, dtype=np.float32), np.linspace(-0.5, 0.5, h, dtype=np.float32)
     # the border in _border's order: top row, bottom row, left column, right column
     bu = np.concatenate([u, u, np.full(h, u[0]), np.full(h, u[-1])])
     bv = np.concatenate([np.full(w, v[0]), np.full(w, v[-1]), v, v])
-    terms = np.stack([np.ones_like(bu), bu, bv, bu * bv, bu * bu, bv * bv], 1)  # (n, 6)
-    values = _border(grey)
+    terms = np.stack(_quadratic_terms(bu, bv), 1).astype(np.float64)  # (n, 6)
+    values = _border(grey).astype(np.float64)
     keep = np.ones(len(values), bool)
     for _ in range(BORDER_FITS):
-        coef = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
-        residual = values - terms @ coef
+        t = terms[keep]  # normal equations on a 6x6 system: no multi-threaded BLAS call for a tiny fit
+        coef = np.linalg.solve(np.einsum("ni,nj->ij", t, t), np.einsum("ni,n->i", t, values[keep]))
+        residual = values - np.einsum("ni,i->n", terms, coef)
         keep = np.abs(residual) <= BORDER_OUTLIER * max(noise_sigma(residual), MIN_BORDER_SIGMA)
-    lo, hi = np.percentile(residual[keep], EVEN_PERCENTILES)
-    paper = max(float(np.median(terms @ coef)), BG_FLOOR)
-    if keep.mean() < MIN_PAPER_BORDER or hi - lo >= 0.5 * MIN_INK_CONTRAST * paper:
+    if keep.mean() < MIN_PAPER_BORDER:
         return None
-    U, V = u[None, :], v[:, None]  # (1, W), (H, 1)
-    surface = coef[0] + coef[1] * U + coef[2] * V + coef[3] * U * V + coef[4] * U * U + coef[5] * V * V
-    return np.ascontiguousarray(np.broadcast_to(surface, (h, w)), dtype=np.float32)
+    lo, hi = np.percentile(residual[keep], EVEN_PERCENTILES)
+    paper = max(float(np.median(values - residual)), BG_FLOOR)
+    return coef if hi - lo < 0.5 * MIN_INK_CONTRAST * paper else None
+
+
+def border_surface(grey: np.ndarray) -> np.ndarray | None:
+    """The border_fit surface over the whole image (H, W), or None."""
+    coef = border_fit(grey)
+    return None if coef is None else quadratic(coef, grey.shape)
 
 
 def noise_sigma(values: np.ndarray) -> float:
