@@ -24,7 +24,9 @@ the chosen ensemble is exactly what digitocr's Ensemble (plain mean of probabili
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,21 +35,32 @@ from digitocr import metrics
 from digitocr.data.datasets import load_dataset
 from digitocr.data.tensors import images_to_tensor
 from digitocr.inference import predict_logits
-from digitocr.registry import load_model
+from digitocr.registry import load_model, resolve_model_path
 
 SIMPLE_RUNS = ("s3-0", "s3-1", "s3-2", "s3-3", "s5-0", "s7-0", "s5full-1", "s5full-2", "s7full-1", "s7full-2",
                "s7full-3")
 DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
                           + ["/tmp/runs/best-a", "photo", "/tmp/runs/photo_s5.safetensors"]
                           + [f"/tmp/runs/simple/{r}" for r in SIMPLE_RUNS])
-SPLITS = ("validation", "test")
 
 
-def probabilities(spec: str, data, splits: tuple[str, ...] = SPLITS) -> dict[str, np.ndarray]:
-    """split -> (N, 10) softmax probabilities of one network, fp32."""
+def probabilities(spec: str, data, split: str, cache: Path | None = None) -> np.ndarray:
+    """(N, 10) softmax probabilities of one network on one split, fp32; kept in `cache` (validation only:
+    keyed by the weights file's path, size and time, so retrained weights are never read stale)."""
+    path = None
+    if cache is not None and split == "validation":
+        weights = resolve_model_path(spec).resolve()
+        stat = weights.stat()
+        key = hashlib.sha256(f"{weights}|{stat.st_size}|{stat.st_mtime_ns}|{split}".encode()).hexdigest()[:24]
+        path = cache / f"{key}.npy"
+        if path.exists():
+            return np.load(path)
     model = load_model(spec).model
-    return {split: torch.softmax(predict_logits(model, images_to_tensor(getattr(data, split).images, "cpu")), 1)
-            .numpy() for split in splits}
+    probs = torch.softmax(predict_logits(model, images_to_tensor(getattr(data, split).images, "cpu")), 1).numpy()
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(path, probs)
+    return probs
 
 
 def accuracy(probs: list[np.ndarray], labels: np.ndarray) -> float:
@@ -70,12 +83,14 @@ def main() -> int:
                    help="validation score that picks the subset: log loss or accuracy (default: %(default)s)")
     p.add_argument("--no-test", action="store_true", help="stop after choosing: the test split is not read")
     p.add_argument("--show", type=int, default=5, help="print this many of the best-scored subsets (default: 5)")
+    p.add_argument("--cache", default=None, help="keep each network's validation probabilities in this folder "
+                   "(default: none); test probabilities are computed for the chosen members only, never kept")
     args = p.parse_args()
 
     data = load_dataset("mnist", progress=False)
     specs = args.models.split(",")
-    splits = ("validation",) if args.no_test else SPLITS
-    probs = {spec: probabilities(spec, data, splits) for spec in specs}
+    cache = Path(args.cache) if args.cache else None
+    probs = {spec: {"validation": probabilities(spec, data, "validation", cache)} for spec in specs}
     labels = data.validation.labels
     for spec in specs:
         val = [probs[spec]["validation"]]
@@ -96,7 +111,7 @@ def main() -> int:
     print(f"chosen by {args.by} on {describe(combo)}")
     if args.no_test:
         return 0
-    test = accuracy([probs[s]["test"] for s in combo], data.test.labels)
+    test = accuracy([probabilities(s, data, "test") for s in combo], data.test.labels)  # the chosen members only
     print(f"its test accuracy: {test:.2%} ({round((1 - test) * len(data.test.labels))} errors)")
     return 0
 
