@@ -3,12 +3,14 @@
     python benchmarks/ensemble_search.py                      # scored by validation log loss
     python benchmarks/ensemble_search.py --by accuracy        # scored by validation accuracy
     python benchmarks/ensemble_search.py --models /tmp/runs/best-ens/member-0,photo --max-k 5
+    python benchmarks/ensemble_search.py --cache /tmp/probs --jobs 2   # validation probabilities kept
 
 The default candidates (BENCHMARKS.md, "Ensembles", has the commands that trained them): six `best` runs
 (seeds 0-4 of `train --preset best --ensemble 5`, and a sixth), the bundled `photo`, `simple5` fine-tuned
 on photo crops like it (/tmp/runs/photo_s5.safetensors), `train --preset simple3|simple5|simple7` in
 /tmp/runs/simple/s3-0 .. s3-3, s5-0, s7-0, and An et al.'s full-width 5x5 and 7x7 networks in
-/tmp/runs/simple/s5full-1, s5full-2, s7full-1, s7full-2, s7full-3.
+/tmp/runs/simple/s5full-1, s5full-2, s7full-1, s7full-2, s7full-3; and the same two trained three times as
+long (60 epochs) in /tmp/runs/long/s5full-e60-3 and s7full-e60-4.
 
 Members' probabilities are averaged in fp32, as digitocr's Ensemble does. Every subset of up to --max-k of
 the candidates is scored on the validation split; only the chosen one is evaluated on test.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +42,11 @@ from digitocr.registry import load_model, resolve_model_path
 
 SIMPLE_RUNS = ("s3-0", "s3-1", "s3-2", "s3-3", "s5-0", "s7-0", "s5full-1", "s5full-2", "s7full-1", "s7full-2",
                "s7full-3")
+LONG_RUNS = ("s5full-e60-3", "s7full-e60-4")  # full-width simple5 / simple7 trained 60 epochs (3x), session 5
 DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
                           + ["/tmp/runs/best-a", "photo", "/tmp/runs/photo_s5.safetensors"]
-                          + [f"/tmp/runs/simple/{r}" for r in SIMPLE_RUNS])
+                          + [f"/tmp/runs/simple/{r}" for r in SIMPLE_RUNS]
+                          + [f"/tmp/runs/long/{r}" for r in LONG_RUNS])
 
 
 def probabilities(spec: str, data, split: str, cache: Path | None = None) -> np.ndarray:
@@ -72,6 +77,14 @@ def log_loss(probs: list[np.ndarray], labels: np.ndarray) -> float:
     return metrics.calibrated_log_loss(np.mean(probs, 0), labels)[0]
 
 
+_SCORING: tuple = ()  # (score, spec -> validation probabilities, labels) for _score, set by main()
+
+
+def _score(combo: tuple[str, ...]) -> float:
+    score, val, labels = _SCORING
+    return score([val[s] for s in combo], labels)
+
+
 SCORES = {"nll": lambda probs, labels: -log_loss(probs, labels), "accuracy": accuracy}  # higher is better
 
 
@@ -83,6 +96,9 @@ def main() -> int:
                    help="validation score that picks the subset: log loss or accuracy (default: %(default)s)")
     p.add_argument("--no-test", action="store_true", help="stop after choosing: the test split is not read")
     p.add_argument("--show", type=int, default=5, help="print this many of the best-scored subsets (default: 5)")
+    p.add_argument("--jobs", type=int, default=1, help="processes scoring the subsets (default: 1)")
+    p.add_argument("--top", type=int, default=None, help="search only the subsets of the N networks that "
+                   "score best alone on validation (default: all); for many candidates")
     p.add_argument("--cache", default=None, help="keep each network's validation probabilities in this folder "
                    "(default: none); test probabilities are computed for the chosen members only, never kept")
     args = p.parse_args()
@@ -96,8 +112,18 @@ def main() -> int:
         val = [probs[spec]["validation"]]
         print(f"{spec}: validation {accuracy(val, labels):.2%}, calibrated log loss {log_loss(val, labels):.4f}")
     score = SCORES[args.by]
-    scored = [(score([probs[s]["validation"] for s in combo], labels), combo)
-              for k in range(1, args.max_k + 1) for combo in itertools.combinations(specs, k)]
+    if args.top is not None:  # the subsets of the N best networks alone: fewer subsets, chosen on validation
+        specs = sorted(specs, key=lambda s: -score([probs[s]["validation"]], labels))[:args.top]
+        print(f"searching subsets of the {len(specs)} best by {args.by}: {', '.join(specs)}")
+    combos = [c for k in range(1, args.max_k + 1) for c in itertools.combinations(specs, k)]
+    global _SCORING  # what forked scoring workers read, set once before they start (no pickling of arrays)
+    _SCORING = (score, {s: probs[s]["validation"] for s in specs}, labels)
+    if args.jobs > 1:
+        with mp.get_context("fork").Pool(args.jobs) as pool:  # workers run numpy only, never torch
+            values = pool.map(_score, combos, chunksize=256)
+    else:
+        values = list(map(_score, combos))
+    scored = list(zip(values, combos, strict=True))
     scored.sort(key=lambda t: (-t[0], len(t[1])))  # ties: the smaller ensemble
 
     def describe(combo: tuple[str, ...]) -> str:
