@@ -170,7 +170,10 @@ def border_fit(grey: np.ndarray) -> np.ndarray | None:
     keep = np.ones(len(values), bool)
     for _ in range(BORDER_FITS):
         t = terms[keep]  # normal equations on a 6x6 system: no multi-threaded BLAS call for a tiny fit
-        coef = np.linalg.solve(np.einsum("ni,nj->ij", t, t), np.einsum("ni,n->i", t, values[keep]))
+        try:
+            coef = np.linalg.solve(np.einsum("ni,nj->ij", t, t), np.einsum("ni,n->i", t, values[keep]))
+        except np.linalg.LinAlgError:  # too few kept pixels, or all on two sides: no surface is determined
+            return None
         residual = values - np.einsum("ni,i->n", terms, coef)
         keep = np.abs(residual) <= BORDER_OUTLIER * max(noise_sigma(residual), MIN_BORDER_SIGMA)
     if keep.mean() < MIN_PAPER_BORDER:
