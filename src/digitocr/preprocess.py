@@ -121,18 +121,18 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     misses a gradient across it. Elsewhere the usual estimate stands (the networks were trained on it)."""
     h, w = grey.shape
     if max(h, w) <= SMALL_IMAGE_SIDE:
-        usual = np.full_like(grey, float(np.median(_border(grey))))
+        bg = np.full_like(grey, float(np.median(_border(grey))))
     else:  # the estimates are compared on the reduced copy; the chosen one is resized once
         f = BG_SIDE / max(h, w)
         small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        usual = median_background(small)
+        bg = median_background(small)
     coef = border_fit(grey) if max(h, w) <= CROP_SIDE else None
     if coef is not None:
-        surface = quadratic(coef, usual.shape)
-        strays = np.abs(surface - usual) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
-        if strays.mean() > SUNK_SHARE:
-            usual = surface
-    return usual if usual.shape == grey.shape else cv2.resize(usual, (w, h), interpolation=cv2.INTER_LINEAR)
+        surface = quadratic(coef, bg.shape)
+        strays = np.abs(surface - bg) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
+        if strays.mean() > SUNK_SHARE:  # the usual estimate sank into ink, or missed a gradient
+            bg = surface
+    return bg if bg.shape == grey.shape else cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def median_background(small: np.ndarray) -> np.ndarray:
