@@ -183,12 +183,6 @@ def border_fit(grey: np.ndarray) -> np.ndarray | None:
     return coef if hi - lo < 0.5 * MIN_INK_CONTRAST * paper else None
 
 
-def border_surface(grey: np.ndarray) -> np.ndarray | None:
-    """The border_fit surface over the whole image (H, W), or None."""
-    coef = border_fit(grey)
-    return None if coef is None else quadratic(coef, grey.shape)
-
-
 def noise_sigma(values: np.ndarray) -> float:
     """Robust noise level of the (mostly paper) values: median absolute deviation, as a sigma."""
     med = float(np.median(values))
