@@ -82,3 +82,29 @@ def test_init_is_the_notebooks_truncated_normal():
     assert w.abs().max() <= 0.1 + 1e-7  # truncated at two standard deviations
     assert abs(w.std().item() - 0.05 * 0.88) < 0.003  # a normal truncated at 2 sigma keeps ~0.88 of its std
     assert torch.all(model.conv1.bias == 0.05)
+
+
+@pytest.mark.parametrize("arch", ["best", "simple"])
+def test_folding_batchnorm_keeps_the_function_and_leaves_the_trained_model_alone(arch):
+    from digitocr.inference import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch))
+    model.train()
+    for _ in range(3):  # running statistics and affine parameters away from their identity start
+        model(torch.rand(32, 1, 28, 28) * 2)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

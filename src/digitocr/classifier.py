@@ -9,16 +9,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inference import predict_logits
+from .inference import fold_batchnorm, predict_logits
 from .registry import LoadedModel, load_model
 from .runtime import resolve_device, use_bf16
 
 
 class TorchClassifier:
-    """A loaded network behind the classifier contract. Loads once; safe to call from one thread at a time."""
+    """A loaded network behind the classifier contract. Loads once; safe to call from one thread at a time.
+    It runs a copy with BatchNorm folded into the convs (`loaded.model` stays as trained)."""
 
     def __init__(self, loaded: LoadedModel, precision: str = "auto"):
         self.loaded = loaded
+        self.network = fold_batchnorm(loaded.model)
         self.device = next(loaded.model.parameters()).device
         self.bf16 = use_bf16(precision, self.device)
 
@@ -29,7 +31,7 @@ class TorchClassifier:
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).unsqueeze(1)  # (N, 1, 28, 28)
         x = x.contiguous(memory_format=torch.channels_last)
-        return torch.softmax(predict_logits(self.loaded.model, x, self.bf16), dim=1).numpy()
+        return torch.softmax(predict_logits(self.network, x, self.bf16), dim=1).numpy()
 
     def __repr__(self) -> str:
         return f"TorchClassifier({self.name!r}, bf16={self.bf16})"

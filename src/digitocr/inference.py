@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .constants import IMAGE_SIZE, NUM_CHANNELS, NUM_CLASSES
 from .data.datasets import Split
@@ -44,6 +46,22 @@ def predict_logits(model: nn.Module, x: torch.Tensor, bf16: bool = False,
     if was_training:
         model.train()
     return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` in which every BatchNorm2d that directly follows a Conv2d inside a
+    Sequential is folded into that conv's weights and bias: the same function (to float rounding), one pass
+    over the activations fewer per conv. `best` does 7 convs a call, and the Reader calls it on batches of
+    a few crops, where those passes and their module calls are ~15% of a call. `model` is left as it was."""
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        i = 0
+        while i < len(seq) - 1:
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                del seq[i + 1]
+            i += 1
+    return model
 
 
 @dataclass

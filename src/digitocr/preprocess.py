@@ -169,12 +169,12 @@ def border_fit(grey: np.ndarray) -> np.ndarray | None:
     values = _border(grey).astype(np.float64)
     keep = np.ones(len(values), bool)
     for _ in range(BORDER_FITS):
-        t = terms[keep]  # normal equations on a 6x6 system: no multi-threaded BLAS call for a tiny fit
+        t = terms[keep]  # (k, 6): normal equations on a 6x6 system; lstsq's multi-threaded BLAS cost 10% a page
         try:
-            coef = np.linalg.solve(np.einsum("ni,nj->ij", t, t), np.einsum("ni,n->i", t, values[keep]))
+            coef = np.linalg.solve(t.T @ t, values[keep] @ t)
         except np.linalg.LinAlgError:  # too few kept pixels, or all on two sides: no surface is determined
             return None
-        residual = values - np.einsum("ni,i->n", terms, coef)
+        residual = values - terms @ coef
         keep = np.abs(residual) <= BORDER_OUTLIER * max(noise_sigma(residual), MIN_BORDER_SIGMA)
     if keep.mean() < MIN_PAPER_BORDER:
         return None
