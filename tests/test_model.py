@@ -108,3 +108,20 @@ def test_folding_batchnorm_keeps_the_function_and_leaves_the_trained_model_alone
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_inference_copy_holds_plain_networks_in_bf16_and_leaves_the_rest_to_autocast():
+    from digitocr.inference import inference_copy, predict_logits
+
+    torch.manual_seed(0)
+    best, simple = build_model(ModelConfig(arch="best")).eval(), build_model(ModelConfig(arch="simple")).eval()
+    x = torch.rand(6, 1, 28, 28)
+    fast = inference_copy(best, bf16=True)
+    assert {p.dtype for p in fast.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in best.parameters()} == {torch.float32}  # the trained network is not touched
+    # the same numbers as autocast, which runs these convs and the head in bf16 too
+    torch.testing.assert_close(predict_logits(fast, x, bf16=True), predict_logits(best, x, bf16=True),
+                               atol=2e-2, rtol=2e-2)
+    assert {p.dtype for p in inference_copy(best, bf16=False).parameters()} == {torch.float32}
+    # SimpleNet's head keeps a BatchNorm1d that is not folded: fp32 weights, autocast as before
+    assert {p.dtype for p in inference_copy(simple, bf16=True).parameters()} == {torch.float32}

@@ -9,20 +9,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inference import fold_batchnorm, predict_logits
+from .inference import inference_copy, predict_logits
 from .registry import LoadedModel, load_model
 from .runtime import resolve_device, use_bf16
 
 
 class TorchClassifier:
     """A loaded network behind the classifier contract. Loads once; safe to call from one thread at a time.
-    It runs a copy with BatchNorm folded into the convs (`loaded.model` stays as trained)."""
+    It runs `inference.inference_copy` of the network (`loaded.model` stays as trained)."""
 
     def __init__(self, loaded: LoadedModel, precision: str = "auto"):
         self.loaded = loaded
-        self.network = fold_batchnorm(loaded.model)
         self.device = next(loaded.model.parameters()).device
         self.bf16 = use_bf16(precision, self.device)
+        self.network = inference_copy(loaded.model, self.bf16)
 
     @property
     def name(self) -> str:
