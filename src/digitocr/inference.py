@@ -52,8 +52,9 @@ def predict_logits(model: nn.Module, x: torch.Tensor, bf16: bool = False,
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` in which every BatchNorm2d that directly follows a Conv2d inside a
     Sequential is folded into that conv's weights and bias: the same function (to float rounding), one pass
-    over the activations fewer per conv. `best` does 7 convs a call, and the Reader calls it on batches of
-    a few crops, where those passes and their module calls are ~15% of a call. `model` is left as it was."""
+    over the activations fewer per conv. `best` has 7 convs; on the Reader's batches (a page's ~10 crops,
+    one thread, bf16) a call takes 1.5 ms instead of 1.9 (BENCHMARKS.md, OCR round 6).
+    `model` is left as it was."""
     model = copy.deepcopy(model).eval()
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         i = 0
@@ -71,8 +72,8 @@ BF16_SAFE = (nn.Conv2d, nn.Linear, nn.ReLU, nn.Dropout, nn.Flatten, nn.Sequentia
 
 def inference_copy(model: nn.Module, bf16: bool) -> nn.Module:
     """fold_batchnorm's copy, with its weights in bf16 when `bf16` and every layer left is a conv, linear or
-    elementwise one (`seed`, `best`): autocast casts every weight again on each call, 0.2 of the 1.5 ms that
-    `best` takes for a page's ten crops. Networks with other layers (an ensemble's softmax) keep autocast."""
+    elementwise one (`seed`, `best`): autocast casts every weight again on each call (10 crops: 1.3 ms instead
+    of 1.5). Networks with other layers (an ensemble's softmax, BatchNorm1d) keep fp32 weights and autocast."""
     net = fold_batchnorm(model)
     if bf16 and all(m is net or isinstance(m, BF16_SAFE) for m in net.modules()):
         net = net.to(torch.bfloat16)

@@ -233,7 +233,7 @@ def framing(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     digit = downsample(mask)
     crop, (top, left) = place_in_field(digit)
     # pixel centres at integer coordinates, as cv2.resize and cv2.warpAffine count them; per axis in plain
-    # floats (a part is framed ~10 times a page, and small numpy arrays cost more than the arithmetic)
+    # floats (a page frames 10 parts or more, and small numpy arrays cost more than this arithmetic)
     rows = []
     for axis, (start, size, hi_start, hi_size, placed) in enumerate(((x, w, hx, hw, left), (y, h, hy, hh, top))):
         s1 = (mask.shape[1 - axis] - 2 * HI_PAD) / size  # page pixels -> hi-res pixels
