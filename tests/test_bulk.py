@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from digitocr.bulk import completed_files, open_output, read_files
+from digitocr.bulk import completed_files, drop_error_lines, open_output, read_files
 from digitocr.cli import main
 from ocr_fixtures import Style, easy_digits, make_image, small_model_dir
 
@@ -52,7 +52,8 @@ def test_cli_bulk_is_resumable_and_keeps_going(folder, tmp_path, capsys):
     assert "skipping 5 files already read" in err
     assert completed_files(out) == good
     lines = out.read_text().splitlines()
-    assert sum("broken.png" in line for line in lines) == 2  # the bad file is retried, and fails again
+    assert sum("broken.png" in line for line in lines) == 1  # retried, failed again: its old error line went
+    assert len(lines) == 7 and lines[5] == '{"file": "half'  # the torn line is kept as it was, and completed
 
 
 def test_open_output_completes_a_torn_line(tmp_path):
@@ -90,3 +91,14 @@ def test_output_that_is_a_folder_or_unwritable_is_refused(folder, tmp_path, caps
         code = main(["read", str(root / "n0.png"), "--output", str(out), "--model", str(model), "--no-progress"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and "--output" in err
+
+
+def test_drop_error_lines_keeps_other_files_errors_and_every_other_byte(tmp_path):
+    out = tmp_path / "r.jsonl"
+    text = ('{"file": "a", "text": "1"}\n{"file": "b", "error": "b: bad"}\nnot json \xff\n'
+            '{"file": "c", "error": "c: bad"}\n{"file": "b", "text": "2"}\n')
+    out.write_bytes(text.encode("latin-1"))
+    assert drop_error_lines(out, {"b"}) == 1  # b is read again; c is not in this run, so its error stays
+    assert out.read_bytes() == text.replace('{"file": "b", "error": "b: bad"}\n', "").encode("latin-1")
+    before = out.read_bytes()
+    assert drop_error_lines(out, {"a", "x"}) == 0 and out.read_bytes() == before  # nothing to drop: untouched

@@ -3,7 +3,8 @@
 Each worker process loads its own Reader once (one torch thread each, so N workers use N cores) and runs
 the whole pipeline per file; the parent only writes results, in input order, one flushed line per file.
 A file whose line is already in the output (without an error) is skipped, so an interrupted run continues
-where it stopped; a bad file becomes an error line and never stops the run.
+where it stopped; a bad file becomes an error line and never stops the run. A file that failed before is
+read again, and its old error line is dropped first: each file keeps one line, its latest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,32 @@ def completed_files(output: Path) -> set[str]:
         if isinstance(record, dict) and "file" in record and "error" not in record:
             done.add(record["file"])
     return done
+
+
+def drop_error_lines(output: Path, retried: set[str]) -> int:
+    """Remove the error lines of the files in `retried` (about to be read again) from the output, rewritten
+    atomically; every other line stays byte for byte. Returns how many lines went."""
+    from .errors import DigitocrError
+    from .fsutil import atomic_write_bytes
+
+    if not retried or not output.exists():
+        return 0
+    lines = output.read_bytes().splitlines(keepends=True)
+    kept = [line for line in lines if not _error_of(line, retried)]
+    if len(kept) < len(lines):
+        try:
+            atomic_write_bytes(output, b"".join(kept))
+        except OSError as e:
+            raise DigitocrError(f"--output {output}: cannot rewrite it ({e.strerror or e})") from None
+    return len(lines) - len(kept)
+
+
+def _error_of(line: bytes, files: set[str]) -> bool:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(record, dict) and "error" in record and record.get("file") in files
 
 
 def _init_worker(reader_kwargs: dict) -> None:
