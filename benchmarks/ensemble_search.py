@@ -11,7 +11,8 @@ The default candidates (BENCHMARKS.md, "Ensembles", has the commands that traine
 on photo crops like it (/tmp/runs/photo_s5.safetensors), `train --preset simple3|simple5|simple7` in
 /tmp/runs/simple/s3-0 .. s3-3, s5-0, s7-0, and An et al.'s full-width 5x5 and 7x7 networks in
 /tmp/runs/simple/s5full-1, s5full-2, s7full-1, s7full-2, s7full-3; and the same two trained three times as
-long (60 epochs) in /tmp/runs/long/s5full-e60-3 and s7full-e60-4.
+long (60 epochs) in /tmp/runs/long/s5full-e60-3 and s7full-e60-4; and four of them fine-tuned on photo crops
+as `photo` was, in /tmp/runs/photo_ft (session 6).
 
 Members' probabilities are averaged in fp32, as digitocr's Ensemble does. Every subset of up to --max-k of
 the candidates is scored on the validation split; only the chosen one is evaluated on test.
@@ -48,10 +49,14 @@ from digitocr.registry import load_model, resolve_model_path
 SIMPLE_RUNS = ("s3-0", "s3-1", "s3-2", "s3-3", "s5-0", "s7-0", "s5full-1", "s5full-2", "s7full-1", "s7full-2",
                "s7full-3")
 LONG_RUNS = ("s5full-e60-3", "s7full-e60-4")  # full-width simple5 / simple7 trained 60 epochs (3x), session 5
+# session 6: `best` seed 4, simple3 seed 3, simple7 seed 0 and full-width simple5 seed 2, each fine-tuned on photo
+# crops as `photo` and photo_s5 were (train_photo_model.py --head digits --init RUN)
+PHOTO_RUNS = ("photo_b4", "photo_s3", "photo_s7", "photo_s5full")
 DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
                           + ["/tmp/runs/best-a", "photo", "/tmp/runs/photo_s5.safetensors"]
                           + [f"/tmp/runs/simple/{r}" for r in SIMPLE_RUNS]
-                          + [f"/tmp/runs/long/{r}" for r in LONG_RUNS])
+                          + [f"/tmp/runs/long/{r}" for r in LONG_RUNS]
+                          + [f"/tmp/runs/photo_ft/{r}.safetensors" for r in PHOTO_RUNS])
 
 
 def probabilities(spec: str, data, split: str, cache: Path | None = None) -> np.ndarray:
