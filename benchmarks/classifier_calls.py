@@ -5,7 +5,8 @@ mostly per-layer costs, not arithmetic. This times `predict_logits` on the same 
 
 - the trained network under bf16 autocast (what TorchClassifier ran before OCR round 6),
 - `inference.fold_batchnorm`'s copy under autocast,
-- `inference.inference_copy` (folded, bf16 weights where every layer allows it, no autocast): what runs now,
+- `inference.inference_copy` (folded, bf16 weights where every layer allows it, no autocast): what
+  TorchClassifier runs now on a CPU with native bf16 (elsewhere it runs the fp32 folded copy),
 
 alternating between them, and prints the median of --rounds rounds (one torch thread, as the Reader runs).
 
@@ -50,7 +51,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     x = torch.rand(args.crops, NUM_CHANNELS, IMAGE_SIZE, IMAGE_SIZE).contiguous(memory_format=torch.channels_last)
     print(f"{cpu_name()}, 1 thread, {args.crops} crops a call, median of {args.rounds} rounds x {args.calls} calls")
-    print("| network | trained, autocast | BatchNorm folded, autocast | inference_copy (now) | predictions |")
+    print("| network | trained, autocast | BatchNorm folded, autocast | inference_copy, bf16 | argmax vs trained |")
     print("|---|---:|---:|---:|---|")
     for spec in args.models.split(","):
         trained = load_model(spec).model.eval()

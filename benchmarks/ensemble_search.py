@@ -112,7 +112,8 @@ def main() -> int:
     p.add_argument("--cache", default=None, help="keep each network's validation probabilities in this folder "
                    "(default: none); test probabilities are computed for the chosen members only, never kept")
     p.add_argument("--hindsight", action="store_true", help="print the fewest TEST errors of any subset per K: a "
-                   "ceiling for honest choices, chosen on test, never a result (no validation search)")
+                   "ceiling for honest choices, chosen on test, never a result (no validation search: --by and --cache "
+                   "do not apply)")
     args = p.parse_args()
 
     data = load_dataset("mnist", progress=False)
@@ -160,8 +161,8 @@ def hindsight(specs: list[str], data, max_k: int) -> int:
     """The subset of each size with the fewest test errors, chosen on test: a bound, not a result."""
     labels = data.test.labels
     test = np.stack([probabilities(s, data, "test") for s in specs])  # (M, N, 10)
-    for k, spec in sorted(zip((test.argmax(2) != labels).sum(1), specs, strict=True)):
-        print(f"{spec}: {k} test errors alone")
+    for errors, spec in sorted(zip((test.argmax(2) != labels).sum(1), specs, strict=True)):
+        print(f"{spec}: {errors} test errors alone")
     for k in range(1, max_k + 1):
         errors, combo = min((int((test[list(c)].sum(0).argmax(1) != labels).sum()), c)
                             for c in itertools.combinations(range(len(specs)), k))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from digitocr.bulk import completed_files, drop_error_lines, open_output, read_files
+from digitocr.bulk import compact_output, completed_files, open_output, read_files
 from digitocr.cli import main
 from ocr_fixtures import Style, easy_digits, make_image, small_model_dir
 
@@ -93,12 +93,26 @@ def test_output_that_is_a_folder_or_unwritable_is_refused(folder, tmp_path, caps
         assert code == 2 and len(err.splitlines()) == 1 and "--output" in err
 
 
-def test_drop_error_lines_keeps_other_files_errors_and_every_other_byte(tmp_path):
+def test_compact_output_keeps_each_files_newest_line_and_every_other_byte(tmp_path):
     out = tmp_path / "r.jsonl"
-    text = ('{"file": "a", "text": "1"}\n{"file": "b", "error": "b: bad"}\nnot json \xff\n'
-            '{"file": "c", "error": "c: bad"}\n{"file": "b", "text": "2"}\n')
-    out.write_bytes(text.encode("latin-1"))
-    assert drop_error_lines(out, {"b"}) == 1  # b is read again; c is not in this run, so its error stays
-    assert out.read_bytes() == text.replace('{"file": "b", "error": "b: bad"}\n', "").encode("latin-1")
+    lines = ['{"file": "a", "text": "1"}\n', '{"file": "b", "error": "b: bad"}\n', 'not json \xff\n',
+             '{"file": ["x"], "error": "odd"}\n', '{"file": "c", "error": "c: bad"}\n',
+             '{"file": "b", "text": "2"}\n', '{"file": "c", "error": "c: still bad"}\n', '{"file": "d", "er']
+    out.write_bytes("".join(lines).encode("latin-1"))
+    out.chmod(0o600)
+    assert compact_output(out) == 2  # b's error (read since) and c's first error (a newer one follows)
+    assert out.read_bytes() == "".join(lines[i] for i in (0, 2, 3, 5, 6, 7)).encode("latin-1")
+    assert out.stat().st_mode & 0o777 == 0o600  # the rewrite keeps the file's permissions
+    inode = out.stat().st_ino
+    assert compact_output(out) == 0 and out.stat().st_ino == inode  # nothing to drop: not even rewritten
+
+
+def test_a_resume_that_fails_to_start_keeps_every_line(folder, tmp_path, capsys):
+    root, model, _ = folder
+    out = tmp_path / "results.jsonl"
+    assert main(["read", str(root), "--recursive", "--output", str(out), "--model", str(model),
+                 "--no-progress"]) == 1
     before = out.read_bytes()
-    assert drop_error_lines(out, {"a", "x"}) == 0 and out.read_bytes() == before  # nothing to drop: untouched
+    assert main(["read", str(root), "--recursive", "--output", str(out), "--model", "no-such-model",
+                 "--no-progress"]) == 2
+    assert out.read_bytes() == before  # the bad file's error line is still there

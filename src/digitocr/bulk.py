@@ -4,18 +4,22 @@ Each worker process loads its own Reader once (one torch thread each, so N worke
 the whole pipeline per file; the parent only writes results, in input order, one flushed line per file.
 A file whose line is already in the output (without an error) is skipped, so an interrupted run continues
 where it stopped; a bad file becomes an error line and never stops the run. A file that failed before is
-read again, and its old error line is dropped first: each file keeps one line, its latest.
+read again; when a run finishes, error lines that a newer line of the same file supersedes are dropped
+(`compact_output`), so each file keeps one line, its latest. One run per output file at a time.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .fsutil import atomic_write
 
 _CHUNK = 8  # files per task sent to a worker: amortises inter-process overhead, keeps order fine-grained
 _reader: Any = None  # the worker process's Reader, created once by _init_worker
@@ -41,30 +45,50 @@ def completed_files(output: Path) -> set[str]:
     return done
 
 
-def drop_error_lines(output: Path, retried: set[str]) -> int:
-    """Remove the error lines of the files in `retried` (about to be read again) from the output, rewritten
-    atomically; every other line stays byte for byte. Returns how many lines went."""
-    from .errors import DigitocrError
-    from .fsutil import atomic_write_bytes
+def compact_output(output: Path) -> int:
+    """Drop every error line that a later line of the same file supersedes (a retry's result, or a newer
+    error), so each file keeps its newest line; every other line stays byte for byte. Called when a run has
+    finished, never during one, so an interrupted run loses nothing. The file is rewritten atomically (a
+    symlink's target, with its permissions) only when there is something to drop; if it cannot be, it is left
+    as it is. Streams the file twice: memory grows with the number of files, not the output's size.
+    Returns how many lines went."""
+    target = output.resolve()
+    try:
+        stale = stale_error_lines(target)
+        if stale:
+            def write(tmp: str) -> None:
+                with open(target, "rb") as src, open(tmp, "wb") as dst:
+                    dst.writelines(line for n, line in enumerate(src) if n not in stale)
 
-    if not retried or not output.exists():
-        return 0
-    lines = output.read_bytes().splitlines(keepends=True)
-    kept = [line for line in lines if not _error_of(line, retried)]
-    if len(kept) < len(lines):
-        try:
-            atomic_write_bytes(output, b"".join(kept))
-        except OSError as e:
-            raise DigitocrError(f"--output {output}: cannot rewrite it ({e.strerror or e})") from None
-    return len(lines) - len(kept)
+            atomic_write(target, write, mode=stat.S_IMODE(target.stat().st_mode))
+    except OSError:
+        return 0  # e.g. a folder we may not create files in: the old lines stay, nothing is lost
+    return len(stale)
 
 
-def _error_of(line: bytes, files: set[str]) -> bool:
+def stale_error_lines(output: Path) -> set[int]:
+    """Numbers of the error lines that a later line of the same file supersedes."""
+    newest: dict[str, int] = {}
+    errors: list[tuple[int, str]] = []
+    with open(output, "rb") as f:
+        for n, line in enumerate(f):
+            file, is_error = _file_of(line)
+            if file is not None:
+                newest[file] = n
+                if is_error:
+                    errors.append((n, file))
+    return {n for n, file in errors if newest[file] != n}
+
+
+def _file_of(line: bytes) -> tuple[str | None, bool]:
+    """(the file a JSON-lines record is about, whether it is an error); (None, False) for anything else."""
     try:
         record = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(record, dict) and "error" in record and record.get("file") in files
+        return None, False  # a torn line, or not ours
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+        return None, False
+    return record["file"], "error" in record
 
 
 def _init_worker(reader_kwargs: dict) -> None:

@@ -10,14 +10,15 @@ from pathlib import Path
 NEW_FILE_MODE = 0o666  # as open() creates files; the process umask narrows it
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) for a temp file beside `path`, fsync it, then rename it over `path`."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: int | None = None) -> None:
+    """Call write(tmp_path) for a temp file beside `path`, fsync it, then rename it over `path`. The new file
+    gets `mode` (rewriting a file: keep its permissions), else what the umask gives any new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     # O_EXCL: never follow or clobber anything already there; the umask applies as for any new file
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, NEW_FILE_MODE))
-    mode = tmp.stat().st_mode & 0o777
+    mode = tmp.stat().st_mode & 0o777 if mode is None else mode
     try:
         write(str(tmp))
         os.chmod(tmp, mode)  # a writer that re-creates the file (safetensors does, as 0600) keeps the umask's mode

@@ -169,7 +169,9 @@ def border_fit(grey: np.ndarray) -> np.ndarray | None:
     values = _border(grey).astype(np.float64)
     keep = np.ones(len(values), bool)
     for _ in range(BORDER_FITS):
-        t = terms[keep]  # (k, 6): normal equations on a 6x6 system; lstsq's multi-threaded BLAS cost 10% a page
+        # (k, 6): normal equations on a 6x6 system. lstsq's multi-threaded BLAS cost 10% a page; a (6, k) @ (k, 6)
+        # product with k <= 4 * CROP_SIDE stays under OpenBLAS's threading threshold
+        t = terms[keep]
         try:
             coef = np.linalg.solve(t.T @ t, values[keep] @ t)
         except np.linalg.LinAlgError:  # too few kept pixels, or all on two sides: no surface is determined
@@ -232,15 +234,19 @@ def framing(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hx, hy, hw, hh = ink_box(mask)
     digit = downsample(mask)
     crop, (top, left) = place_in_field(digit)
-    # pixel centres at integer coordinates, as cv2.resize and cv2.warpAffine count them; per axis in plain
-    # floats (a page frames 10 parts or more, and small numpy arrays cost more than this arithmetic)
-    rows = []
-    for axis, (start, size, hi_start, hi_size, placed) in enumerate(((x, w, hx, hw, left), (y, h, hy, hh, top))):
-        s1 = (mask.shape[1 - axis] - 2 * HI_PAD) / size  # page pixels -> hi-res pixels
-        s2 = digit.shape[1 - axis] / hi_size  # hi-res pixels -> field pixels
-        offset = ((-start + 0.5) * s1 - 0.5 + HI_PAD - hi_start + 0.5) * s2 - 0.5 + placed
-        rows.append([s1 * s2, 0.0, offset] if axis == 0 else [0.0, s1 * s2, offset])
-    return crop, np.array(rows)
+    sx, ox = _axis_map(x, w, mask.shape[1], hx, hw, digit.shape[1], left)
+    sy, oy = _axis_map(y, h, mask.shape[0], hy, hh, digit.shape[0], top)
+    return crop, np.array([[sx, 0.0, ox], [0.0, sy, oy]])
+
+
+def _axis_map(start: int, size: int, hi_side: int, hi_start: int, hi_size: int, side: int,
+              placed: int) -> tuple[float, float]:
+    """framing's map along one axis, (scale, offset): page pixel -> hi-res pixel -> field pixel, with pixel
+    centres at integer coordinates as cv2.resize and cv2.warpAffine count them. Plain floats: a page frames
+    10 parts or more, and small numpy arrays cost more than this arithmetic."""
+    s1 = (hi_side - 2 * HI_PAD) / size  # page pixels -> hi-res pixels (the mask's padding excluded)
+    s2 = side / hi_size  # hi-res pixels -> field pixels
+    return s1 * s2, ((-start + 0.5) * s1 - 0.5 + HI_PAD - hi_start + 0.5) * s2 - 0.5 + placed
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -129,7 +129,7 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     """Many files: parallel workers, JSON lines to --output (resumable) or stdout, errors never stop it."""
     from tqdm import tqdm
 
-    from ..bulk import completed_files, drop_error_lines, open_output, read_files
+    from ..bulk import compact_output, completed_files, open_output, read_files
 
     out_path = Path(args.output) if args.output else None
     if out_path is not None:
@@ -139,7 +139,6 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
             print(f"digitocr read: skipping {len(paths) - len(todo)} files already read in {out_path}",
                   file=sys.stderr)
         paths = todo
-        drop_error_lines(out_path, {str(p) for p in paths})  # they get a new line, result or error, below
     reader_kwargs = dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
                          max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
     failed = 0
@@ -161,6 +160,8 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    if out_path is not None:  # the run finished: retried files' old error lines go (not before: nothing lost)
+        compact_output(out_path)
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else 0
