@@ -31,7 +31,7 @@ class TorchClassifier:
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).unsqueeze(1)  # (N, 1, 28, 28)
         x = x.contiguous(memory_format=torch.channels_last)
-        return torch.softmax(predict_logits(self.network, x, self.bf16), dim=1).numpy()
+        return torch.softmax(predict_logits(self.network, x, self.bf16), dim=1).cpu().numpy()  # CUDA: back to host
 
     def __repr__(self) -> str:
         return f"TorchClassifier({self.name!r}, bf16={self.bf16})"
