@@ -30,19 +30,12 @@ def completed_files(output: Path) -> set[str]:
     """Files already read successfully according to an existing output file (torn last lines ignored)."""
     from .errors import DigitocrError
 
-    done: set[str] = set()
     if output.is_dir():
         raise DigitocrError(f"--output {output}: is a directory; name a file for the JSON lines")
     if not output.exists():
-        return done
-    for line in output.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill: that file is read again
-        if isinstance(record, dict) and "file" in record and "error" not in record:
-            done.add(record["file"])
-    return done
+        return set()
+    with open(output, "rb") as f:  # a line torn by a kill names no file: that file is read again
+        return {file for file, is_error in map(_file_of, f) if file is not None and not is_error}
 
 
 def compact_output(output: Path) -> int:
