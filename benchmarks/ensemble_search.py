@@ -24,6 +24,11 @@ at the temperature that suits each subset best: the members were trained with la
 loss would rank them by how much smoothing caps their confidence. A temperature changes no prediction, so
 the chosen ensemble is exactly what digitocr's Ensemble (plain mean of probabilities) computes.
 
+`--augmented N` (session 7) scores subsets on the validation images plus N copies of them warped by the
+training augmentation (`augment.py`'s random affine + elastic, copy i seeded i). Every good ensemble makes
+10-12 errors on the clean 5,000, too few to rank subsets; the warped copies are harder, so they make hundreds
+of errors between them, and the ranking rests on many more images. Still validation images only.
+
 `--hindsight` answers a different question: how far could these candidates go at all? It scores every
 subset by its errors on the test split itself and prints the fewest per K. That is selection on test, so it
 is a ceiling for any honest choice and never a result; it skips the validation search.
@@ -42,6 +47,7 @@ import torch
 
 from digitocr import metrics
 from digitocr.data.datasets import load_dataset
+from digitocr.augment import augment_batch
 from digitocr.data.tensors import images_to_tensor
 from digitocr.inference import predict_logits
 from digitocr.registry import load_model, resolve_model_path
@@ -59,19 +65,28 @@ DEFAULT_MODELS = ",".join([f"/tmp/runs/best-ens/member-{i}" for i in range(5)]
                           + [f"/tmp/runs/photo_ft/{r}.safetensors" for r in PHOTO_RUNS])
 
 
-def probabilities(spec: str, data, split: str, cache: Path | None = None) -> np.ndarray:
-    """(N, 10) softmax probabilities of one network on one split, fp32; kept in `cache` (validation only:
-    keyed by the weights file's path, size and time, so retrained weights are never read stale)."""
+def split_images(data, split: str, augmented: int = 0) -> torch.Tensor:
+    """(N * (1 + augmented), 1, 28, 28): a split's images, then `augmented` warped copies of them (validation)."""
+    x = images_to_tensor(getattr(data, split).images, "cpu")
+    copies = [augment_batch(x, torch.Generator().manual_seed(i)) for i in range(augmented)]
+    return torch.cat([x, *copies]).contiguous(memory_format=torch.channels_last)
+
+
+def probabilities(spec: str, data, split: str, cache: Path | None = None, augmented: int = 0) -> np.ndarray:
+    """(N, 10) softmax probabilities of one network on one split (and its warped copies), fp32; kept in
+    `cache` (validation only: keyed by the weights file's path, size and time, so retrained weights are
+    never read stale)."""
     path = None
     if cache is not None and split == "validation":
         weights = resolve_model_path(spec).resolve()
         stat = weights.stat()
-        key = hashlib.sha256(f"{weights}|{stat.st_size}|{stat.st_mtime_ns}|{split}".encode()).hexdigest()[:24]
+        copies = f"|augmented {augmented}" if augmented else ""  # the key of a clean split is unchanged
+        key = hashlib.sha256(f"{weights}|{stat.st_size}|{stat.st_mtime_ns}|{split}{copies}".encode()).hexdigest()[:24]
         path = cache / f"{key}.npy"
         if path.exists():
             return np.load(path)
     model = load_model(spec).model
-    probs = torch.softmax(predict_logits(model, images_to_tensor(getattr(data, split).images, "cpu")), 1).numpy()
+    probs = torch.softmax(predict_logits(model, split_images(data, split, augmented)), 1).numpy()
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
         np.save(path, probs)
@@ -111,6 +126,8 @@ def main() -> int:
                    "score best alone on validation (default: all); for many candidates")
     p.add_argument("--cache", default=None, help="keep each network's validation probabilities in this folder "
                    "(default: none); test probabilities are computed for the chosen members only, never kept")
+    p.add_argument("--augmented", type=int, default=0, help="score on the validation images plus this many "
+                   "copies warped by the training augmentation (default: 0, the clean split only)")
     p.add_argument("--hindsight", action="store_true", help="print the fewest TEST errors of any subset per K: a "
                    "ceiling for honest choices, chosen on test, never a result (no validation search: --by and --cache "
                    "do not apply)")
@@ -121,8 +138,10 @@ def main() -> int:
     if args.hindsight:
         return hindsight(specs, data, args.max_k)
     cache = Path(args.cache) if args.cache else None
-    probs = {spec: {"validation": probabilities(spec, data, "validation", cache)} for spec in specs}
-    labels = data.validation.labels
+    probs = {spec: {"validation": probabilities(spec, data, "validation", cache, args.augmented)} for spec in specs}
+    labels = np.tile(data.validation.labels, 1 + args.augmented)
+    if args.augmented:
+        print(f"scoring on {len(labels)} images: the validation split and {args.augmented} warped copies")
     for spec in specs:
         val = [probs[spec]["validation"]]
         print(f"{spec}: validation {accuracy(val, labels):.2%}, calibrated log loss {log_loss(val, labels):.4f}")

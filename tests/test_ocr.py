@@ -137,6 +137,18 @@ def test_result_json_and_low_confidence(model, digits):
     assert Reader(uniform, verifier=None, min_confidence=0.1).read(photo("42", Style(), digits)).text == "00"
 
 
+@pytest.mark.parametrize("confidence, text", [(0.99996, "33"), (0.9999, "??")])
+def test_min_confidence_meets_the_confidence_as_reported(digits, confidence, text):
+    def sure_of_3(crops):  # (N, 28, 28) -> (N, 10): `confidence` on class 3, the rest spread evenly
+        probs = np.full((len(crops), 10), (1 - confidence) / 9, np.float32)
+        probs[:, 3] = confidence
+        return probs
+
+    result = Reader(sure_of_3, verifier=None, min_confidence=1).read(photo("42", Style(), digits))
+    shown = [d["confidence"] for d in result.to_dict()["digits"]]
+    assert result.text == text and shown == [round(confidence, 4)] * 2  # 1.0 passes 1; 0.9999 does not
+
+
 def test_boxes_are_in_original_pixels(reader, digits):
     style = Style(height=300, page_px=(2400, 900), seed=13)  # read at a reduced scale internally
     data = photo("31", style, digits)

@@ -35,6 +35,7 @@ WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 1
 TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
 PREVIEW_MIN_DIGIT_PX = 5  # digits this short in the preview (1/8 of a photo, say) still tell their height
 LOW_CONFIDENCE_MARK = "?"
+CONFIDENCE_DECIMALS = 4  # confidences are reported, and held against min_confidence, to this many places
 LINE_SEPARATOR = "\n"
 ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
@@ -56,7 +57,7 @@ class Digit:
     low_confidence: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"digit": self.digit, "confidence": round(self.confidence, 4),
+        d: dict[str, Any] = {"digit": self.digit, "confidence": round(self.confidence, CONFIDENCE_DECIMALS),
                              "box": list(self.box), "line": self.line}
         if self.low_confidence:
             d["low_confidence"] = True
@@ -290,7 +291,8 @@ class Reader:
         confidence = float(dist[k])
         x, y, w, h = (v / scale for v in glyph.box)
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
-        return Digit(k, confidence, box, line, confidence < self.min_confidence)
+        # the threshold meets the confidence as reported: a digit shown as 1.0 passes --min-confidence 1
+        return Digit(k, confidence, box, line, round(confidence, CONFIDENCE_DECIMALS) < self.min_confidence)
 
 
 class DigitsOnly:
