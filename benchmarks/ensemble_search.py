@@ -46,8 +46,8 @@ import numpy as np
 import torch
 
 from digitocr import metrics
-from digitocr.data.datasets import load_dataset
 from digitocr.augment import augment_batch
+from digitocr.data.datasets import load_dataset
 from digitocr.data.tensors import images_to_tensor
 from digitocr.inference import predict_logits
 from digitocr.registry import load_model, resolve_model_path
