@@ -310,6 +310,34 @@ def test_a_worker_dying_mid_request_fails_only_that_request():
     assert after["text"] == "7"
 
 
+def echo(reader, data: bytes) -> bytes:
+    """A task whose request and answer are both as large as its payload."""
+    return data[::-1]
+
+
+def test_worker_pipes_carry_messages_larger_than_the_pipe_buffer():
+    """uvicorn runs on uvloop, which makes the watched pipe non-blocking: a multi-MB upload or an answer with
+    many crops used to stop partway through the pipe and wedge the workers for good (every later request 504)."""
+    uvloop = pytest.importorskip("uvloop")
+    from digitocr.serve.tasks import read_payload
+    from digitocr.serve.workers import ProcessReaderPool
+
+    pool = ProcessReaderPool(ServeSettings(model=MODEL, workers=2).to_json(), 2, max_waiting=16)
+    payload = os.urandom(3_000_000)  # ~50x a pipe's 64 KiB buffer
+
+    async def scenario():
+        answers = await asyncio.gather(*(pool.run(partial(echo, data=payload), timeout_s=60) for _ in range(4)))
+        return answers, await pool.run(partial(read_payload, data=drawn([SEVEN]), name=None, crops=False), 60)
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            answers, after = runner.run(scenario())
+    finally:
+        pool.close()
+    assert all(a == payload[::-1] for a in answers)
+    assert after["text"] == "7"
+
+
 def alive(pid: int) -> bool:
     """A live process (not a zombie waiting for its parent)."""
     try:

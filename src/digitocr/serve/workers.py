@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import os
 import pickle
 from collections import deque
 from collections.abc import Callable
@@ -120,6 +121,11 @@ class ProcessReaderPool(Pool):
         assert self._loop is not None
         self._loop.add_reader(worker.conn.fileno(), self._on_answer, worker)
         self._loop.add_reader(worker.process.sentinel, self._on_exit, worker)
+        # uvloop (libuv) makes a watched fd non-blocking, and a Connection's send and recv assume a blocking
+        # one: a message larger than the pipe's buffer (an upload of a few MB, an answer with crops) would
+        # stop partway with BlockingIOError and leave the pipe mid-message. Blocking is safe here: a task goes
+        # only to a worker that waits in recv(), and an answer is read once the worker has begun sending it.
+        os.set_blocking(worker.conn.fileno(), True)
 
     def _unwatch(self, worker: _Worker) -> None:
         if self._loop is not None and not self._loop.is_closed():
