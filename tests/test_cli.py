@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from digitocr.cli import main
@@ -102,6 +103,29 @@ def test_bad_files_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic
     code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--data-dir", synthetic_dir,
                            "--split", "validation", "--validation-size", "0")
     _assert_one_line_error(code, err, "split is empty")
+
+
+def test_labels_outside_the_ten_classes_and_empty_files_exit_2(capsys, tmp_path, trained_run, synthetic_dir):
+    from digitocr.data.idx import read_idx, write_idx
+
+    images = tmp_path / "images"
+    write_idx(images, np.zeros((2, 28, 28), np.uint8))
+    labels = tmp_path / "labels"
+    write_idx(labels, np.array([3, 11], np.uint8))
+    code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--images", images, "--labels", labels)
+    _assert_one_line_error(code, err, "classes 0 to 9, found 11")
+    write_idx(images, np.zeros((0, 28, 28), np.uint8))
+    write_idx(labels, np.zeros(0, np.uint8))
+    code, _, err = run_cli(capsys, "evaluate", "--model", trained_run, "--images", images, "--labels", labels)
+    _assert_one_line_error(code, err, "holds no images")
+    custom = tmp_path / "custom"  # a dataset folder whose training labels run past 9
+    custom.mkdir()
+    for f in synthetic_dir.iterdir():
+        (custom / f.name).write_bytes(f.read_bytes())
+    train_labels = custom / "train-labels-idx1-ubyte"
+    write_idx(train_labels, np.full(len(read_idx(train_labels)), 25, np.uint8))
+    code, _, err = run_cli(capsys, "train", "--run", tmp_path / "r", "--data-dir", custom, "--iterations", "1")
+    _assert_one_line_error(code, err, "classes 0 to 9, found 25")
 
 
 @pytest.mark.parametrize("change", [["--lr", "0.5"], ["--preset", "best"], ["--dataset", "fashion-mnist"]])

@@ -85,6 +85,23 @@ def test_arrays(array):
     assert np.allclose(array_to_grey(array), 128 / 255, atol=0.01)
 
 
+@pytest.mark.parametrize("array, white", [
+    (np.array([[0.0, 0.5, 1.12]]), 1.0),  # a [0, 1] image resized with cubic interpolation overshoots 1
+    (np.array([[0.0, 127.5, 255.0]]), 255.0),  # floats in 0-255
+    (np.array([[0, 100, 255]], np.uint16), 255.0),  # 8-bit data in a 16-bit container
+    (np.array([[0, 100, 1020]], np.uint16), 1023.0),  # 10-bit
+    (np.array([[0, 100, 40000]], np.int32), 65535.0),  # 16-bit data in a wider integer
+])
+def test_array_values_are_read_at_their_range(array, white):
+    assert np.allclose(array_to_grey(array), np.clip(array / white, 0, 1), atol=1e-6)
+
+
+def test_a_16_bit_png_of_10_bit_data_is_not_black():
+    pixels = np.array([[0, 60, 255]] * 4, np.uint16) * 4  # 10-bit values in a 16-bit PNG
+    grey = load_grey(encode(Image.fromarray(pixels), "PNG")).pixels
+    assert np.allclose(grey[0], [0, 240 / 1023, 1020 / 1023], atol=1e-3)
+
+
 def test_paths_and_names(tmp_path):
     path = tmp_path / "g.png"
     path.write_bytes(encode(Image.fromarray(gradient()), "PNG"))

@@ -28,7 +28,8 @@ DEFAULT_MAX_BYTES = 100 * 2**20  # an uncompressed 25-megapixel RGB TIFF/BMP sti
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "MPO")  # MPO: multi-picture JPEG from phones
 FORMAT_NAMES = "PNG, JPEG, BMP, TIFF, WebP or GIF"
 ALPHA_OPAQUE = 0.5  # pixels at least this opaque decide whether the ink is light or dark
-UINT16_MAX = 65535.0
+BIT_DEPTHS = (8, 10, 12, 14, 16)  # integer pixels are read at the smallest of these depths that holds them
+FLOAT_UNIT_MAX = 2.0  # float pixels up to this are [0, 1] (resampling overshoots 1); above, they are 0-255
 # ITU-R 601 luma, as PIL's convert("L") uses: blue ink stays darker than the paper.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -226,8 +227,7 @@ def pil_to_grey(img: Image.Image) -> np.ndarray:
     """A PIL image in any mode -> (H, W) float32 in [0, 1]; transparency is composited (see _composite)."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         a = np.asarray(img, dtype=np.float32)
-        top = UINT16_MAX if a.max() > PIXEL_MAX else PIXEL_MAX
-        return np.clip(a / top, 0, 1) if img.mode != "F" else _normalise_float(a)
+        return np.clip(a / _integer_top(float(a.max())), 0, 1) if img.mode != "F" else _normalise_float(a)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
         la = np.asarray(img.convert("LA"), dtype=np.float32) / PIXEL_MAX  # (H, W, 2)
@@ -271,19 +271,29 @@ def array_to_grey(a: np.ndarray, label: str = "array") -> np.ndarray:
     return _composite(grey, f[..., 3]) if channels == 4 else grey
 
 
+def _integer_top(top: float) -> float:
+    """The white of integer pixels whose largest value is `top`: 255 for 8-bit data, 1023 for 10-bit, ...,
+    65535 for 16-bit (an 8-bit image in a 16-bit container, as some PNGs and arrays are, is not read as black);
+    beyond 16 bits, the largest value itself."""
+    for bits in BIT_DEPTHS:
+        if top <= 2 ** bits - 1:
+            return float(2 ** bits - 1)
+    return top
+
+
 def _to_unit(a: np.ndarray, label: str) -> np.ndarray:
-    """Any numeric array -> float32 in [0, 1]. Floats up to 1 are taken as [0, 1], larger ones as 0-255;
-    values outside the range (negative, NaN, infinite) are clipped into it."""
+    """Any numeric array -> float32 in [0, 1]. Floats up to FLOAT_UNIT_MAX are taken as [0, 1] (a cubic
+    resize of a [0, 1] image overshoots 1), larger ones as 0-255; integers at their bit depth (_integer_top).
+    Values outside the range (negative, NaN, infinite) are clipped into it."""
     if a.dtype == np.bool_:
         return a.astype(np.float32)
     if a.dtype == np.uint8:
         return a.astype(np.float32) / PIXEL_MAX
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / UINT16_MAX
     if np.issubdtype(a.dtype, np.integer):
-        return np.clip(a.astype(np.float32) / PIXEL_MAX, 0, 1)
+        f = a.astype(np.float32)
+        return np.clip(f / _integer_top(float(f.max(initial=0))), 0, 1)
     if np.issubdtype(a.dtype, np.floating):
         a = np.nan_to_num(a, nan=0.0, posinf=float(PIXEL_MAX), neginf=0.0).astype(np.float32)
-        scale = 1.0 if a.max(initial=0) <= 1 else float(PIXEL_MAX)
+        scale = 1.0 if a.max(initial=0) <= FLOAT_UNIT_MAX else float(PIXEL_MAX)
         return np.clip(a / scale, 0, 1)
     raise ImageError(f"{label}: an array of dtype {a.dtype} is not an image")
