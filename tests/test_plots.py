@@ -105,6 +105,22 @@ def test_activations_match_the_conv_blocks(arch):
         plots.pick_image(split, 2)
 
 
+def test_an_ensemble_shows_its_first_members_filters_and_activations():
+    from digitocr.ensemble import Ensemble
+
+    torch.manual_seed(0)
+    first, second = build_model(ModelConfig(arch="seed")), build_model(ModelConfig(arch="seed"))
+    ensemble = Ensemble([first, second])
+    split = random_split(np.random.default_rng(3), 2)
+    figs = plots.activation_figures(ensemble, split, 1)
+    np.testing.assert_allclose(plots.activation_maps(first, split.images[1])[0], plots.activation_maps(
+        plots.shown_network(ensemble)[0], split.images[1])[0])
+    assert "member 1 of 2" in figs["activations_conv1"]._suptitle.get_text()
+    filters = plots.filter_figures(ensemble)
+    assert len(plots.image_axes(filters["filters_conv1"])) == SEED_CONV1
+    assert "member 1 of 2" in filters["filters_conv2"]._suptitle.get_text()
+
+
 def test_training_curve_and_png_bytes():
     records = [{"iteration": 1, "train_accuracy": 0.1, "loss": 2.3},
                {"iteration": 101, "train_accuracy": 0.6, "loss": 1.2},

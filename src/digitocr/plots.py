@@ -114,6 +114,15 @@ def confusion_figure(cm: np.ndarray) -> Figure:
     return fig
 
 
+def shown_network(model: nn.Module) -> tuple[nn.Module, str]:
+    """The network whose filters and activations a figure shows, and a note for its title: the model itself,
+    or an ensemble's first member (an ensemble has no conv layers of its own)."""
+    members = getattr(model, "members", None)
+    if members is None:
+        return model, ""
+    return members[0], f" (ensemble member 1 of {len(members)})"
+
+
 def conv_weights(model: nn.Module) -> list[np.ndarray]:
     """Weights (out, in, kh, kw) of the first two Conv2d modules, found generically for any network."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)][:NUM_CONV_SHOWN]
@@ -217,19 +226,21 @@ def training_curve_figure(records: Sequence[dict]) -> Figure:
 
 def filter_figures(model: nn.Module, input_channel: int = 0) -> dict[str, Figure]:
     """Filters of the first two conv layers (the second for one input channel), by file stem."""
-    w1, w2 = conv_weights(model)  # seed: (16, 1, 5, 5), (36, 16, 5, 5)
-    return {"filters_conv1": filters_figure(w1, 0, "Conv layer 1 filters"),
+    network, note = shown_network(model)
+    w1, w2 = conv_weights(network)  # seed: (16, 1, 5, 5), (36, 16, 5, 5)
+    return {"filters_conv1": filters_figure(w1, 0, f"Conv layer 1 filters{note}"),
             "filters_conv2": filters_figure(w2, input_channel,
-                                            f"Conv layer 2 filters, input channel {input_channel}")}
+                                            f"Conv layer 2 filters, input channel {input_channel}{note}")}
 
 
 def activation_figures(model: nn.Module, split: Split, index: int) -> dict[str, Figure]:
     """Image `index` of a split and the two conv blocks' outputs for it, by file stem."""
     image = pick_image(split, index)
-    c1, c2 = activation_maps(model, image)
+    network, note = shown_network(model)
+    c1, c2 = activation_maps(network, image)
     return {"image": image_figure(image, f"image {index}, {label_text(int(split.labels[index]))}"),
-            "activations_conv1": activations_figure(c1, "Conv block 1 outputs"),
-            "activations_conv2": activations_figure(c2, "Conv block 2 outputs")}
+            "activations_conv1": activations_figure(c1, f"Conv block 1 outputs{note}"),
+            "activations_conv2": activations_figure(c2, f"Conv block 2 outputs{note}")}
 
 
 def image_axes(fig: Figure) -> list[Axes]:

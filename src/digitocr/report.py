@@ -178,7 +178,7 @@ def render_html(run: RunRecord, model_name: str, iterations: int, result: EvalRe
 def build_report(run: RunRecord, model: nn.Module, test: Split, model_name: str, iterations: int,
                  bf16: bool = False, image_index: int = 0, input_channel: int = 0) -> str:
     """Evaluate `model` on the test split, draw every figure and render the page."""
-    plots.check_input_channel(plots.conv_weights(model)[1], input_channel)
+    plots.check_input_channel(plots.conv_weights(plots.shown_network(model)[0])[1], input_channel)
     plots.pick_image(test, image_index)
     result = evaluate(model, test, bf16)
     figures = {

@@ -36,9 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def check_figure_args(model, test, image_index: int, input_channel: int) -> None:
     """Out-of-range --image-index / --input-channel are errors before any work is done."""
-    from ..plots import check_input_channel, conv_weights, pick_image
+    from ..plots import check_input_channel, conv_weights, pick_image, shown_network
 
-    check_input_channel(conv_weights(model)[1], input_channel)
+    check_input_channel(conv_weights(shown_network(model)[0])[1], input_channel)
     pick_image(test, image_index)
 
 
