@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from digitocr.bulk import compact_output, completed_files, open_output, read_files
+from digitocr import bulk
+from digitocr.bulk import compact_output, completed_files, file_key, open_output, read_files
 from digitocr.cli import main
 from ocr_fixtures import Style, easy_digits, make_image, small_model_dir
 
@@ -24,8 +25,9 @@ def folder(tmp_path_factory):
     return root, model, texts
 
 
-def test_workers_match_one_process(folder):
+def test_workers_match_one_process(folder, monkeypatch):
     root, model, _ = folder
+    monkeypatch.setattr(bulk, "usable_cores", lambda: 2)  # two processes even on a one-core machine
     files = sorted(root.rglob("*.png"))
     one = list(read_files(files, {"model": str(model)}, jobs=1))
     two = list(read_files(files, {"model": str(model)}, jobs=2))
@@ -56,12 +58,24 @@ def test_cli_bulk_is_resumable_and_keeps_going(folder, tmp_path, capsys):
     assert len(lines) == 7 and lines[5] == '{"file": "half'  # the torn line is kept as it was, and completed
 
 
+def test_jobs_are_capped_by_files_and_cores(folder, monkeypatch):
+    root, model, _ = folder
+    started = []
+    monkeypatch.setattr(bulk, "_pool_results", lambda names, kwargs, jobs: started.append(jobs) or iter([]))
+    monkeypatch.setattr(bulk, "usable_cores", lambda: 3)
+    one = sorted(root.glob("*.png"))[:1]
+    assert [r["file"] for r in read_files(one, {"model": str(model)}, jobs=1000)] == [str(one[0])]
+    assert started == []  # one file: read in this process, no pool of 1000 to start
+    list(read_files(sorted(root.rglob("*.png")), {"model": str(model)}, jobs=1000))
+    assert started == [3]
+
+
 def test_open_output_completes_a_torn_line(tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"file": "a", "text": "1"}\n{"fi')
     with open_output(out) as f:
         f.write('{"file": "b", "text": "2"}\n')
-    assert completed_files(out) == {"a", "b"}
+    assert completed_files(out) == {file_key("a"), file_key("b")}
 
 
 @pytest.mark.parametrize("bad", [["--model", "no-such-model"], ["--verifier", "no-such-verifier"]])
@@ -116,3 +130,17 @@ def test_a_resume_that_fails_to_start_keeps_every_line(folder, tmp_path, capsys)
     assert main(["read", str(root), "--recursive", "--output", str(out), "--model", "no-such-model",
                  "--no-progress"]) == 2
     assert out.read_bytes() == before  # the bad file's error line is still there
+
+
+def test_a_resume_knows_files_by_their_real_path(folder, tmp_path, capsys, monkeypatch):
+    root, model, _ = folder
+    out = tmp_path / "results.jsonl"
+    monkeypatch.chdir(root)
+    assert main(["read", "sub", "--output", str(out), "--model", str(model), "--no-progress"]) == 1
+    first = out.read_text().splitlines()
+    capsys.readouterr()
+    assert main(["read", str(root / "sub"), "--output", str(out), "--model", str(model), "--no-progress"]) == 1
+    assert "skipping 2 files" in capsys.readouterr().err  # the two good files, named as typed the first time
+    lines = out.read_text().splitlines()
+    assert lines[:2] == [line for line in first if "error" not in line]  # only the broken file was read again
+    assert len(lines) == 3 and json.loads(lines[2])["file"] == str(root / "sub" / "broken.png")

@@ -11,6 +11,7 @@ read again; when a run finishes, error lines that a newer line of the same file 
 from __future__ import annotations
 
 import json
+import os
 import multiprocessing as mp
 import stat
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,8 @@ _init_error: str | None = None  # why a pool worker could not create it (reporte
 
 
 def completed_files(output: Path) -> set[str]:
-    """Files already read successfully according to an existing output file (torn last lines ignored)."""
+    """Files already read successfully according to an existing output file, by file_key (torn last lines
+    ignored)."""
     from .errors import DigitocrError
 
     if output.is_dir():
@@ -35,7 +37,13 @@ def completed_files(output: Path) -> set[str]:
     if not output.exists():
         return set()
     with open(output, "rb") as f:  # a line torn by a kill names no file: that file is read again
-        return {file for file, is_error in map(_file_of, f) if file is not None and not is_error}
+        return {file_key(file) for file, is_error in map(_file_of, f) if file is not None and not is_error}
+
+
+def file_key(name: str) -> str:
+    """What identifies a file across runs: its real path (a relative name is taken from the working
+    directory), so `a.png`, `./a.png` and `/abs/a.png` are one file."""
+    return os.path.realpath(name)
 
 
 def compact_output(output: Path) -> int:
@@ -67,6 +75,7 @@ def stale_error_lines(output: Path) -> set[int]:
         for n, line in enumerate(f):
             file, is_error = _file_of(line)
             if file is not None:
+                file = file_key(file)
                 newest[file] = n
                 if is_error:
                     errors.append((n, file))
@@ -120,11 +129,17 @@ def read_files(files: Iterable[Path], reader_kwargs: dict, jobs: int = 1) -> Ite
     from .ocr import Reader
 
     names = [str(f) for f in files]
+    jobs = min(jobs, len(names), usable_cores())  # more processes than files or cores only cost start-up and memory
     if jobs <= 1:
         _init_worker(reader_kwargs)
         return map(_read_one, names)
     Reader(**reader_kwargs)  # checked once in the parent: workers could only report it file by file
     return _pool_results(names, reader_kwargs, jobs)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pool_results(names: list[str], reader_kwargs: dict, jobs: int) -> Iterator[dict]:

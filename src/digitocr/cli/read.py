@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar for many files (default: shown)")
     p.add_argument("--recursive", action="store_true", help="read folders' subfolders too (default: off)")
     p.add_argument("--jobs", type=positive_int, default=1,
-                   help="worker processes, each with its own model (default: 1)")
+                   help="worker processes, each with its own model; at most one per file and per CPU core (default: 1)")
     p.add_argument("--output", default=None,
                    help="append JSON lines here instead of printing; files already in it are skipped (default: none)")
     p.set_defaults(handler=run)
@@ -129,12 +129,12 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     """Many files: parallel workers, JSON lines to --output (resumable) or stdout, errors never stop it."""
     from tqdm import tqdm
 
-    from ..bulk import compact_output, completed_files, open_output, read_files
+    from ..bulk import compact_output, completed_files, file_key, open_output, read_files
 
     out_path = Path(args.output) if args.output else None
     if out_path is not None:
         done = completed_files(out_path)
-        todo = [p for p in paths if str(p) not in done]
+        todo = [p for p in paths if file_key(str(p)) not in done]
         if len(todo) < len(paths):
             print(f"digitocr read: skipping {len(paths) - len(todo)} files already read in {out_path}",
                   file=sys.stderr)
