@@ -11,8 +11,8 @@ read again; when a run finishes, error lines that a newer line of the same file 
 from __future__ import annotations
 
 import json
-import os
 import multiprocessing as mp
+import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
