@@ -67,6 +67,13 @@ def test_export_command_checks_against_torch(exported):
     assert report["opset"] >= 17
 
 
+def test_export_onto_a_folder_names_the_folder(tmp_path, capsys):
+    assert main(["export", "--model", "seed", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{tmp_path}: Is a directory") and "\n" not in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
 @pytest.mark.parametrize("arch", ["seed", "best", "simple"])
 def test_onnx_matches_torch_with_a_dynamic_batch(tmp_path, arch, exported):
     if arch == "seed":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: in
     """Call write(tmp_path) for a temp file beside `path`, fsync it, then rename it over `path`. The new file
     gets `mode` (rewriting a file: keep its permissions), else what the umask gives any new file."""
     path = Path(path)
+    if path.is_dir():  # the rename would fail only after the work, naming the temp file
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     # O_EXCL: never follow or clobber anything already there; the umask applies as for any new file
