@@ -414,6 +414,15 @@ def test_serve_command_end_to_end(tmp_path):
         proc.wait(timeout=20)
 
 
+def test_serve_with_a_bad_model_says_only_that(capsys):
+    from digitocr.cli import main
+
+    assert main(["serve", "--model", "no-such-model", "--workers", "1", "--port", str(free_port())]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no "serving at ..." banner for a server that never starts
+    assert "no-such-model" in err and len(err.strip().splitlines()) == 1
+
+
 def test_threads_with_several_workers_is_refused_in_one_line(capsys):
     from digitocr.cli import main
 

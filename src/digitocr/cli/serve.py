@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
                              workers=workers, threads=args.threads, timeout_s=args.timeout,
                              max_bytes=args.max_bytes)
     check_address(args.host, args.port)
+    app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"
     print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model}, "
-          f"backend {args.backend}, {pool}", flush=True)
-    app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
+          f"backend {args.backend}, {pool}", flush=True)  # only once it can serve
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
