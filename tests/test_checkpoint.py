@@ -76,6 +76,9 @@ def test_not_safetensors_and_bad_headers(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DigitocrError, match="not a valid safetensors"):
             read_checkpoint(tmp_path / name)
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX file's first bytes
+    with pytest.raises(DigitocrError, match="read with --backend onnxruntime"):
+        read_checkpoint(tmp_path / "model.onnx")
     save_file({"x": torch.zeros(1)}, str(tmp_path / "foreign"))
     with pytest.raises(DigitocrError, match="not a digitocr checkpoint"):
         read_checkpoint(tmp_path / "foreign")

@@ -78,7 +78,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         with safe_open(str(path), "pt") as f:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise DigitocrError(f"{path}: not a valid safetensors checkpoint ({str(e).splitlines()[0]})") from None
+        hint = "; an ONNX export is read with --backend onnxruntime" if path.suffix.lower() == ".onnx" else ""
+        raise DigitocrError(f"{path}: not a valid safetensors checkpoint ({str(e).splitlines()[0]}){hint}") \
+            from None
     if META_KEY not in header:
         raise DigitocrError(f"{path}: safetensors file without digitocr metadata; not a digitocr checkpoint")
     try:
