@@ -81,6 +81,15 @@ def test_wide_gap_is_a_space():
     assert spaces_before(line) == [False, False, True, False]
 
 
+def test_groups_far_apart_on_one_row_are_one_line():
+    page = np.zeros((80, 900), np.uint8)
+    for x, y in ((10, 22), (45, 22), (800, 18), (835, 18)):  # the right pair 4 px higher, 20 heights away
+        draw_zero(page, x, y)
+    [line] = find_glyphs(ink_of(page))
+    assert [b[0] for b in boxes([line])[0]] == [10, 45, 800, 835]
+    assert spaces_before(line) == [False, False, True, False]
+
+
 def touching_zeros() -> Glyph:
     page = np.zeros((60, 80), np.uint8)
     draw_zero(page, 10, 10)

@@ -43,7 +43,6 @@ NEAR = 0.1  # ... within this fraction of the digit height of the other
 
 # --- lines ---
 LINE_OVERLAP = 0.4  # vertical overlap with the line's last glyph, as a fraction of the shorter one
-LINE_REACH = 4.0  # a glyph further right than this many heights starts a new line
 SPACE_GAP = 1.0  # a gap wider than this many line heights is a space
 
 # --- broken digits across lines: pieces that group_lines put on two lines (a 5's top above its hook) ---
@@ -183,9 +182,8 @@ def group_lines(glyphs: list[Glyph]) -> list[list[Glyph]]:
 
 
 def _line_overlap(prev: Box, box: Box) -> float:
-    """Vertical overlap as a fraction of the shorter box; 0 when too far to the right."""
-    if box[0] - (prev[0] + prev[2]) > LINE_REACH * max(prev[3], box[3]):
-        return 0.0
+    """Vertical overlap as a fraction of the shorter box, however far apart they are: glyphs on one row are
+    one line (a wide gap becomes a space), so a row's groups are never ordered by a pixel of height."""
     overlap = min(prev[1] + prev[3], box[1] + box[3]) - max(prev[1], box[1])
     return max(0.0, overlap / min(prev[3], box[3]))
 
