@@ -88,6 +88,8 @@ def test_train_ensemble_end_to_end_then_evaluate(tmp_path, synthetic_dir, capsys
             "--validation-size", "100", "--iterations", "40", "--batch-size", "32", "--no-progress",
             "--threads", "1"]  # one thread: on a busy machine, two spin-waiting threads run 10x slower
     assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Validation accuracy: members " in out and "(2 members;" in out
     assert (run / ENSEMBLE_FILE).exists() and (run / "member-1" / "checkpoint.safetensors").exists()
     seeds = [m["seed"] for m in read_checkpoint(run / ENSEMBLE_FILE)[1]["ensemble"]["members"]]
     assert seeds == [0, 1]
@@ -97,6 +99,11 @@ def test_train_ensemble_end_to_end_then_evaluate(tmp_path, synthetic_dir, capsys
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9  # chance is 0.1
     assert load_model(run).members == 2
+    one = [a if a != "2" else "1" for a in argv[:argv.index("--run") + 1]] + [str(tmp_path / "one")] \
+        + argv[argv.index("--run") + 2:]
+    assert main(one) == 0  # K = 1: its one member is the model
+    out = capsys.readouterr().out
+    assert "Validation accuracy: members" not in out and "Validation accuracy: " in out and "(1 member;" in out
 
 
 def test_half_packed_file_is_half_the_size_and_loads_as_it_was_measured(tmp_path):

@@ -109,8 +109,11 @@ def run_ensemble(args: argparse.Namespace, overrides: dict) -> int:
     if result.interrupted:
         print(f"Interrupted; the members' checkpoints are saved in {run_dir}. Run the same command to continue.")
         return EXIT_INTERRUPTED
-    if result.validation:
+    if len(result.validation) > 1:
         members = ", ".join(f"{a:.2%}" for a in result.validation[:-1])
         print(f"Validation accuracy: members {members}; ensemble {result.validation[-1]:.2%}")
-    print(f"Saved {run_dir / ENSEMBLE_FILE} ({k} members; {result.seconds:.0f} s of training in this run)")
+    elif result.validation:  # K = 1: the one member is the model
+        print(f"Validation accuracy: {result.validation[0]:.2%}")
+    count = f"{k} members" if k > 1 else "1 member"
+    print(f"Saved {run_dir / ENSEMBLE_FILE} ({count}; {result.seconds:.0f} s of training in this run)")
     return 0
