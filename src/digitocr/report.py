@@ -16,6 +16,7 @@ from torch import nn
 from . import plots
 from .config import TrainConfig
 from .data.datasets import Split
+from .ensemble import MEMBER_DIR
 from .errors import DigitocrError
 from .inference import EvalResult, evaluate
 from .metrics import format_confusion
@@ -77,6 +78,10 @@ def read_run(run_dir: str | Path) -> RunRecord:
     if not run_dir.is_dir():
         raise DigitocrError(f"{run_dir}: no such run folder")
     if not (run_dir / CONFIG).is_file():
+        first_member = run_dir / MEMBER_DIR.format(0)
+        if (first_member / CONFIG).is_file():  # `train --ensemble K` writes K run folders, member-0 ...
+            raise DigitocrError(f"{run_dir}: an ensemble's folder; its members are run folders: "
+                                f"report {first_member} (and the others)")
         raise DigitocrError(f"{run_dir}: not a run folder (no {CONFIG}; train one with `digitocr train`)")
     config = _read_json(run_dir / CONFIG)
     if not isinstance(config, dict):
