@@ -56,7 +56,7 @@ def test_report_is_one_self_contained_escaped_page(tiny_run, capsys):
     (lambda d: d, "not a run folder"),
     (lambda d: (d / CONFIG).write_text("{not json") and d, "not valid JSON"),
     (lambda d: (d / CONFIG).write_text('{"colour": 1}') and d, "unknown config keys"),
-    (lambda d: (d / "member-0").mkdir() or (d / "member-0" / CONFIG).write_text("{}") and d, "member-0"),
+    (lambda d: (d / "member-0").mkdir() or ((d / "member-0" / CONFIG).write_text("{}") and d), "member-0"),
 ])
 def test_bad_run_folder_exits_2_with_one_line(tmp_path, capsys, make, message):
     rc = run_cli(["report", str(make(tmp_path))])
