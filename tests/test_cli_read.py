@@ -44,6 +44,14 @@ def test_tab_format(capsys, folder, model):
     assert out.splitlines() == [f"{folder / 'a.png'}\t0714", f"{folder / 'b.jpg'}\t25\\n39", f"{folder / 'c.png'}\t"]
 
 
+def test_tab_format_keeps_odd_file_names_on_one_line(capsys, folder, model, tmp_path):
+    odd = tmp_path / "meter\tone\nday.png"
+    odd.write_bytes((folder / "a.png").read_bytes())
+    for many in ([], [str(folder / "c.png")]):  # one file; several (read through the bulk path)
+        code, out, _ = run(capsys, str(odd), *many, "--model", str(model))
+        assert code == 0 and out.splitlines()[0] == f"{tmp_path}/meter\\tone\\nday.png\t0714"
+
+
 def test_json_lines(capsys, folder, model):
     code, out, _ = run(capsys, str(folder / "b.jpg"), "--json", "--model", str(model))
     [record] = [json.loads(line) for line in out.splitlines()]

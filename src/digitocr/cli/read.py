@@ -85,7 +85,16 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
 def format_line(result, as_json: bool) -> str:
     if as_json:
         return json.dumps(result.to_dict())
-    return f"{result.file}\t{result.text.replace(chr(10), chr(92) + 'n')}"
+    return tab_line(result.file, result.text)
+
+
+def tab_line(file: str, text: str) -> str:
+    """FILE<TAB>TEXT on one line: a line break in the text (several lines of digits), or a TAB or line break
+    in the file's name, is written as the two characters \\n or \\t."""
+    def one_field(s: str) -> str:
+        return s.replace("\t", "\\t").replace("\n", "\\n")
+
+    return f"{one_field(file)}\t{one_field(text)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,7 +161,7 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
                 bar.write(f"digitocr read: error: {record['error']}", file=sys.stderr)
             if out_path is not None or "error" not in record:
                 line = json.dumps(record) if (args.json or out_path is not None) else \
-                    f"{record['file']}\t{record['text'].replace(chr(10), chr(92) + 'n')}"
+                    tab_line(record["file"], record["text"])
                 out.write(line + "\n")
                 out.flush()
             bar.update(1)
