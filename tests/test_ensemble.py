@@ -95,6 +95,11 @@ def test_train_ensemble_end_to_end_then_evaluate(tmp_path, synthetic_dir, capsys
     assert seeds == [0, 1]
     assert main(argv) == 0  # idempotent: both members have finished their schedules
     assert capsys.readouterr().out.count("is trained (40 iterations); kept") == 2
+    mixed = [a if a != "2" else "3" for a in argv] + ["--lr", "0.05"]
+    assert main(mixed) == 2  # a third member with another recipe is refused, not mixed in
+    err = capsys.readouterr().err
+    assert "member-0 was trained with lr=" in err and len(err.strip().splitlines()) == 1
+    assert not (run / "member-2").exists()
     assert main(["evaluate", "--model", str(run), "--data-dir", str(synthetic_dir), "--validation-size", "100",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9  # chance is 0.1

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -89,6 +90,17 @@ def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path, synthetic_dir):
     assert "Traceback" not in err and "checkpoint saved" in out
     loaded = load_model(run)
     assert 101 <= loaded.iterations < 100_000
+    # the same command would add 100,000 more; the message names the one that finishes this one
+    assert f"Interrupted after iteration {loaded.iterations} of 100000" in out
+    assert f"digitocr train --run {run} --until 100000" in out
+
+
+def test_an_explicit_iterations_wins_over_epochs_even_when_equal_to_the_saved_count(tmp_path, synthetic_dataset):
+    cfg = preset("fast", epochs=1, batch_size=16, validation_size=0)  # saved iterations: the default 10,000
+    fit(dataclasses.replace(cfg, iterations=cfg.iterations, checkpoint_every=0), tmp_path, synthetic_dataset,
+        progress=False, quiet=True)
+    resumed = resume_config(tmp_path, {"iterations": cfg.iterations, "epochs": None})
+    assert resumed.epochs is None and resumed.iterations == cfg.iterations  # not another epoch
 
 
 @pytest.mark.slow

@@ -142,7 +142,7 @@ def train_ensemble(cfg: Any, run_dir: str | Path, k: int, overrides: dict[str, A
     """
     from .data.datasets import load_dataset
     from .inference import evaluate
-    from .train import CHECKPOINT, RESUMABLE_OVERRIDES, fit, resume_config, run_progress
+    from .train import CHECKPOINT, RESUMABLE_OVERRIDES, check_same_recipe, fit, resume_config, run_progress
 
     say = (lambda msg: None) if quiet else print
     run_dir = Path(run_dir)
@@ -155,6 +155,8 @@ def train_ensemble(cfg: Any, run_dir: str | Path, k: int, overrides: dict[str, A
         member_dir = run_dir / MEMBER_DIR.format(i)
         paths.append(member_dir / CHECKPOINT)
         state = run_progress(member_dir)
+        if state is not None:  # members of one ensemble share one recipe: another is refused, not mixed in
+            check_same_recipe(member_dir, member_cfg)
         if state is not None and state[0] >= state[1]:
             say(f"Ensemble member {i + 1}/{k}: {member_dir} is trained ({state[0]} iterations); kept")
             continue

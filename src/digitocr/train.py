@@ -113,6 +113,7 @@ class FitResult:
     seconds: float  # wall time of this invocation's training loop, less its validation runs and hook calls
     interrupted: bool
     run_dir: Path | None
+    target: int = 0  # the iteration count this invocation was to reach (`--until target` finishes it)
 
 
 class _StopFlag:
@@ -185,9 +186,22 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
             raise DigitocrError(f"run {run_dir} was trained with {k}={getattr(saved, k)!r}; "
                                 f"start a new --run to use {k}={v!r}")
         changes[k] = v
-    if "iterations" in changes and "epochs" not in changes:
-        changes["epochs"] = None  # an explicit --iterations wins over the preset's epochs
+    if overrides.get("iterations") is not None and overrides.get("epochs") is None:
+        # an explicit --iterations wins over the preset's epochs, even when it equals the saved count
+        changes.update(iterations=overrides["iterations"], epochs=None)
     return dataclasses.replace(saved, **changes)
+
+
+def check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
+    """A run folder continued with `cfg` must have been trained with the same recipe (all but the settings
+    that RESUMABLE_OVERRIDES may change); anything else is a one-line error naming the difference."""
+    saved = saved_config(run_dir)
+    for f in dataclasses.fields(cfg):
+        old, new = getattr(saved, f.name), getattr(cfg, f.name)
+        # schedule_iterations is not a choice: the first invocation sets it from the recipe's length
+        if f.name not in RESUMABLE_OVERRIDES | {"schedule_iterations"} and old != new:
+            raise DigitocrError(f"run {run_dir} was trained with {f.name}={old!r}; start a new --run to use "
+                                f"{f.name}={new!r}")
 
 
 def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | None = None,
@@ -259,6 +273,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     # ---- the loop
     batches = EpochBatches(train_x, train_y, BatchOrder(len(train_y), cfg.batch_size, cfg.seed))
     end = start + n_steps
+    target = end  # what this invocation set out to reach (a hook may end it sooner)
     model.train()
     t0 = time.perf_counter()
     paused = 0.0  # seconds spent in validation runs and hook calls: not training time
@@ -320,4 +335,4 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
                                   "train_seconds": round(seconds, 3)})
     del net  # the DDP wrapper must die before the process group does (see distributed.teardown)
     distributed.teardown(ctx)
-    return FitResult(model, iterations, seconds, flag.stop, run_dir)
+    return FitResult(model, iterations, seconds, flag.stop, run_dir, target)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                      validation_size=args.validation_size, data_dir=args.data_dir)
     explicit_preset, args.preset = args.preset, args.preset or DEFAULT_PRESET
     if args.ensemble is not None:
-        return run_ensemble(args, overrides)
+        return run_ensemble(args, overrides, explicit_preset)
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
     progress = run_progress(run_dir)  # (done, schedule's end), or None for a new run
     if args.until is not None:
@@ -83,17 +83,19 @@ def run(args: argparse.Namespace) -> int:
     result = fit(cfg, run_dir, progress=not args.no_progress)
     ckpt = run_dir / CHECKPOINT
     if result.interrupted:
-        print(f"Interrupted after iteration {result.iterations}; checkpoint saved to {ckpt}. "
-              f"Run the same command to continue.")
+        # not "the same command": --iterations N would add N more to the steps already done
+        print(f"Interrupted after iteration {result.iterations} of {result.target}; checkpoint saved to {ckpt}. "
+              f"To finish: digitocr train --run {run_dir} --until {result.target}")
         return EXIT_INTERRUPTED
     print(f"Saved {ckpt} ({result.iterations} iterations)")
     return 0
 
 
-def run_ensemble(args: argparse.Namespace, overrides: dict) -> int:
+def run_ensemble(args: argparse.Namespace, overrides: dict, explicit_preset: str | None) -> int:
     from ..config import preset
     from ..data.datasets import resolve_dataset_name
-    from ..ensemble import ENSEMBLE_FILE, train_ensemble
+    from ..ensemble import ENSEMBLE_FILE, MEMBER_DIR, train_ensemble
+    from ..train import CONFIG, saved_config
     from . import EXIT_INTERRUPTED
 
     if args.until is not None:
@@ -102,7 +104,17 @@ def run_ensemble(args: argparse.Namespace, overrides: dict) -> int:
         raise DigitocrError("--until does not apply to --ensemble: each member trains its preset's schedule")
     k = args.ensemble
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-ensemble{k}-seed{args.seed or 0}"
-    cfg = preset(args.preset, **overrides, dataset=resolve_dataset_name(args.dataset, args.data_dir) or "custom")
+    dataset = resolve_dataset_name(args.dataset, args.data_dir) or "custom"
+    first = run_dir / MEMBER_DIR.format(0)
+    if (first / CONFIG).is_file():  # continuing: the members' recipe, unless the command names another
+        saved = saved_config(first)
+        args.preset = explicit_preset or saved.preset
+        for name in ("seed", "validation_size", "data_dir"):
+            if overrides[name] is None:
+                overrides[name] = getattr(saved, name)
+        if args.dataset is None and args.data_dir is None:
+            dataset = saved.dataset
+    cfg = preset(args.preset, **overrides, dataset=dataset)
     if args.iterations is not None and args.epochs is None:
         cfg.epochs = None
     result = train_ensemble(cfg, run_dir, k, overrides, progress=not args.no_progress)
