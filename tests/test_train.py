@@ -108,3 +108,29 @@ def test_seed_recipe_reaches_90_percent_after_1000_iterations(mnist):
     """The notebook reached 92.7% after 1,000 iterations."""
     result = fit(preset("seed", iterations=1000), data=mnist, progress=False, quiet=True)
     assert evaluate(result.model, mnist.test).accuracy >= 0.90
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, synthetic_dataset):
+    from digitocr.errors import DigitocrError
+
+    base = dict(batch_size=16, checkpoint_every=0, validation_size=0)
+    fit(TrainConfig(iterations=5, **base), tmp_path, synthetic_dataset, progress=False, quiet=True)
+    good = (tmp_path / "checkpoint.safetensors").read_bytes()
+    cfg = dataclasses.replace(resume_config(tmp_path, {"iterations": 20}), lr=1e30)  # as a hand-edited config
+    with pytest.raises(DigitocrError, match="diverged.*iteration 5 is kept"):
+        fit(cfg, tmp_path, synthetic_dataset, progress=False, quiet=True)
+    assert (tmp_path / "checkpoint.safetensors").read_bytes() == good
+    assert load_model(tmp_path).iterations == 5
+
+
+def test_metrics_of_a_killed_attempt_and_torn_lines_are_dropped(tmp_path, synthetic_dataset):
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 1, "train_accuracy": 0.5}\n{"iteration": 801, "tr')
+    cfg = TrainConfig(iterations=150, batch_size=16, validation_size=0)
+    fit(cfg, tmp_path, synthetic_dataset, progress=False, quiet=True)  # no checkpoint: a fresh run
+    first = [json.loads(ln)["iteration"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert first[:2] == [1, 101] and 801 not in first  # only this run's
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 170, "tra')  # torn by a kill after the checkpoint at 150
+    fit(resume_config(tmp_path, {"iterations": 10}), tmp_path, synthetic_dataset, progress=False, quiet=True)
+    after = [json.loads(ln)["iteration"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert after[:len(first)] == first and max(after) <= 160  # every line parses: the torn one is gone

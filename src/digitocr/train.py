@@ -145,13 +145,23 @@ def _append_metrics(run_dir: Path | None, record: dict) -> None:
 
 
 def _trim_metrics(run_dir: Path, iterations: int) -> None:
-    """Drop metric lines newer than the checkpoint (left by a run killed after its last save)."""
+    """Drop metric lines newer than the checkpoint (left by a run killed after its last save), and lines
+    torn by such a kill."""
     path = run_dir / METRICS
     if path.exists():
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if json.loads(ln).get("iteration", 0) <= iterations]
+        keep = [ln for ln in lines if _metric_iteration(ln) <= iterations]
         if len(keep) != len(lines):
             atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def _metric_iteration(line: str) -> float:
+    """The iteration of a metrics line; infinity (never kept) for a torn or foreign one."""
+    try:
+        record = json.loads(line)
+        return float(record.get("iteration", 0)) if isinstance(record, dict) else math.inf
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return math.inf
 
 
 def run_progress(run_dir: str | Path) -> tuple[int, int] | None:
@@ -251,6 +261,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
             cfg = dataclasses.replace(cfg, schedule_iterations=n_steps)
         if writer is not None:
             writer.mkdir(parents=True, exist_ok=True)
+            (writer / METRICS).unlink(missing_ok=True)  # lines of an attempt killed before its first checkpoint
             atomic_write_text(writer / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
     if writer is not None:
         env = environment() | {"world_size": ctx.world_size}
@@ -264,6 +275,12 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     horizon = cfg.schedule_iterations if cfg.schedule_iterations is not None else n_steps
 
     def save(iterations: int) -> None:
+        # checked on every rank (the replicas are equal): a diverged run must not overwrite a good checkpoint
+        # with weights no command could load
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            kept = f"the checkpoint at iteration {start} is kept" if start else "nothing was saved"
+            raise DigitocrError(f"training diverged: the weights hold NaN or infinite values by iteration "
+                                f"{iterations} (a lower --lr may help); {kept}")
         if writer is None:
             return
         meta = {"model_config": dataclasses.asdict(cfg.model), "iterations": iterations,
