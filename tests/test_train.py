@@ -117,7 +117,7 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, synthetic_datas
     fit(TrainConfig(iterations=5, **base), tmp_path, synthetic_dataset, progress=False, quiet=True)
     good = (tmp_path / "checkpoint.safetensors").read_bytes()
     cfg = dataclasses.replace(resume_config(tmp_path, {"iterations": 20}), lr=1e30)  # as a hand-edited config
-    with pytest.raises(DigitocrError, match="diverged.*iteration 5 is kept"):
+    with pytest.raises(DigitocrError, match=r"diverged.*iteration 5 is kept"):
         fit(cfg, tmp_path, synthetic_dataset, progress=False, quiet=True)
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == good
     assert load_model(tmp_path).iterations == 5
