@@ -60,6 +60,22 @@ def test_fetch_from_local_dir_verifies_and_caches(tmp_path, monkeypatch):
     assert len(ds.train) == 15
 
 
+def test_verify_hashes_the_cache_again_and_refetches_a_changed_file(tmp_path, monkeypatch):
+    files = _fake_files()
+    _fake_spec(monkeypatch, files)
+    src = tmp_path / "src"
+    write_dataset_dir(src, synthetic_split(20, 0), synthetic_split(10, 1))
+    target = ensure_files("fake", src, cache_dir=tmp_path / "cache", progress=False)
+    name = SPLIT_FILES["test_labels"]
+    flipped = bytearray(files[name])
+    flipped[-1] ^= 1
+    (target / name).write_bytes(bytes(flipped))  # bit rot, or a hand edit
+    ensure_files("fake", src, cache_dir=tmp_path / "cache", progress=False)
+    assert (target / name).read_bytes() == bytes(flipped)  # runs trust the cache: hashing it each time costs
+    ensure_files("fake", src, cache_dir=tmp_path / "cache", progress=False, verify=True)
+    assert (target / name).read_bytes() == files[name]  # fetch hashes it, and fetches it again
+
+
 def test_checksum_mismatch_is_not_cached_and_no_source_says_where(tmp_path, monkeypatch):
     _fake_spec(monkeypatch, _fake_files())
     src = tmp_path / "src"

@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
             raise DigitocrError(f"--data-dir {args.data_dir}: not a directory")
         print(f"{args.data_dir}: a custom IDX dataset; nothing to fetch")
         return 0
-    print(f"{name}: verified files in {ensure_files(name, args.data_dir)}")
+    print(f"{name}: verified files in {ensure_files(name, args.data_dir, verify=True)}")  # cached ones hashed again
     return 0

