@@ -143,6 +143,23 @@ def test_a_damaged_run_config_is_one_line(capsys, tmp_path, trained_run, synthet
     _assert_one_line_error(code, err, "config.json: not a readable training config")
 
 
+def test_a_relative_data_dir_is_stored_absolute(capsys, tmp_path, synthetic_dir, monkeypatch):
+    """Trained from one folder with a relative --data-dir, the run continues from another."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copytree(synthetic_dir, tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "a")
+    code, _, _ = run_cli(capsys, "train", "--run", "../r", "--data-dir", "data/", "--validation-size", "100",
+                         "--iterations", "3", "--no-progress")
+    assert code == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["data_dir"] == str(tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "b")
+    for extra in ([], ["--data-dir", "../a/data"]):  # the saved path, or the same folder named from here
+        code, out, err = run_cli(capsys, "train", "--run", "../r", *extra, "--iterations", "2", "--no-progress")
+        assert code == 0, err
+    assert "(7 iterations)" in out
+
+
 def test_an_interrupted_scheduled_run_continues_to_the_end_of_its_schedule(capsys, tmp_path, synthetic_dir):
     """`fast` is one-cycle over 1 epoch here (16 steps of 32): stopped at step 6, the same command trains the
     10 steps left, not 16 more past the schedule; run again, it trains nothing."""

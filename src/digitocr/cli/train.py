@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(iterations=args.iterations, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                      precision=args.precision, threads=args.threads, device=args.device,
-                     validation_size=args.validation_size, data_dir=args.data_dir)
+                     validation_size=args.validation_size,
+                     # stored absolute: the run continues, and reports, from any working directory
+                     data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None)
     explicit_preset, args.preset = args.preset, args.preset or DEFAULT_PRESET
     if args.ensemble is not None:
         return run_ensemble(args, overrides, explicit_preset)
