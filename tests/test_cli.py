@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from digitocr.cli import main
+from digitocr.data.idx import write_idx
 
 
 def run_cli(capsys, *args):
@@ -48,6 +49,41 @@ def test_evaluate_text_and_json(capsys, trained_run, synthetic_dir):
     result = json.loads(out)
     assert result["total"] == 100 and result["iterations"] >= 120
     assert sum(map(sum, result["confusion"])) == 100 and result["correct"] == round(result["accuracy"] * 100)
+
+
+def test_evaluate_and_plot_a_run_on_the_data_it_trained_on(capsys, trained_run, tmp_path):
+    code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run, "--json", "--split", "validation")
+    assert code == 0 and json.loads(out)["total"] == 100  # the run's data and validation size, not MNIST's
+    code, out, _ = run_cli(capsys, "plot", "samples", "--model", trained_run, "--out", tmp_path)
+    assert code == 0 and (tmp_path / "samples.png").is_file()
+
+
+def test_bad_training_values_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic_dir):
+    data = ["--data-dir", synthetic_dir, "--validation-size", "100", "--no-progress"]
+    code, _, err = run_cli(capsys, "train", "--run", tmp_path / "a", *data, "--batch-size", "1000000000")
+    _assert_one_line_error(code, err, "larger than the training split (500 images)")
+    code, _, err = run_cli(capsys, "train", "--run", tmp_path / "b", *data, "--seed", str(2**63 - 1))
+    _assert_one_line_error(code, err, "config seed=")
+    for device in ("mps", "meta"):
+        code, _, err = run_cli(capsys, "train", "--run", tmp_path / "c", *data, "--device", device)
+        _assert_one_line_error(code, err, "digitocr runs on cpu or cuda")
+    for key, value, message in (("lr", -1, "lr=-1 is out of range"), ("schedule", "cosine", "choose one of"),
+                                ("batch_size", 0, "batch_size=0 is out of range")):
+        run = tmp_path / f"edited-{key}"
+        shutil.copytree(trained_run, run)
+        config = json.loads((run / "config.json").read_text()) | {key: value}
+        (run / "config.json").write_text(json.dumps(config))
+        code, _, err = run_cli(capsys, "train", "--run", run, "--iterations", "1", "--no-progress")
+        _assert_one_line_error(code, err, message)
+    wide = tmp_path / "d32"  # a dataset of 32x32 images: train, evaluate and plot all refuse it in one line
+    wide.mkdir()
+    for name, shape in (("train-images-idx3-ubyte", (30, 32, 32)), ("t10k-images-idx3-ubyte", (10, 32, 32))):
+        write_idx(wide / name, np.zeros(shape, np.uint8))
+    for name, n in (("train-labels-idx1-ubyte", 30), ("t10k-labels-idx1-ubyte", 10)):
+        write_idx(wide / name, np.zeros(n, np.uint8))
+    for command in (["evaluate", "--model", trained_run], ["plot", "samples", "--model", trained_run]):
+        code, _, err = run_cli(capsys, *command, "--data-dir", wide, "--validation-size", "5")
+        _assert_one_line_error(code, err, "images are 32x32")
 
 
 def test_evaluate_any_idx_pair(capsys, trained_run, synthetic_dir):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .constants import DEFAULT_VALIDATION_SIZE
 from .errors import DigitocrError
@@ -13,6 +13,8 @@ Arch = Literal["seed", "best", "simple"]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["constant", "onecycle"]
 Init = Literal["notebook", "default"]
+Optimizer = Literal["adam", "adamw"]
+MAX_SEED = 2**32 - 1  # seeds are mixed into 64-bit generator seeds (times ~10^6): larger ones would overflow
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class TrainConfig:
     iterations: int = 10_000  # optimizer steps for this invocation (cumulative across resumes)
     epochs: float | None = None  # if set, overrides iterations: epochs * ceil(train / batch)
     batch_size: int = 64
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Optimizer = "adam"
     lr: float = 1e-4
     schedule: Schedule = "constant"
     warmup_frac: float = 0.25  # onecycle: fraction of steps spent warming up
@@ -116,7 +118,23 @@ class TrainConfig:
         kw = dict(d)
         kw["model"] = ModelConfig.from_dict(kw.get("model", {}))
         kw["augmentation"] = AugmentConfig(**kw.get("augmentation", {}))
-        return cls(**kw)
+        cfg = cls(**kw)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Values a training run cannot use (a hand-edited config.json, say) are one-line errors."""
+        choices = {"optimizer": get_args(Optimizer), "schedule": get_args(Schedule), "precision": get_args(Precision)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise DigitocrError(f"config {name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        ranges = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0, "iterations": self.iterations >= 0,
+                  "epochs": self.epochs is None or self.epochs > 0, "weight_decay": self.weight_decay >= 0,
+                  "label_smoothing": 0 <= self.label_smoothing < 1, "validation_size": self.validation_size >= 0,
+                  "seed": 0 <= self.seed <= MAX_SEED}
+        for name, ok in ranges.items():
+            if not ok:
+                raise DigitocrError(f"config {name}={getattr(self, name)!r} is out of range")
 
 
 # The notebook's recipe; `fast` and `best` are digitocr's own (see BENCHMARKS.md for how they were chosen).
@@ -143,4 +161,6 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
         raise DigitocrError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     cfg = TrainConfig(preset=name, **PRESETS[name])
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(cfg, **overrides)
+    cfg = dataclasses.replace(cfg, **overrides)
+    cfg.check()
+    return cfg

@@ -39,13 +39,19 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+SUPPORTED_DEVICES = ("cpu", "cuda")  # the kinds digitocr trains and reads on (cuda:N names one GPU)
+
+
 def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DigitocrError(f"--device {name}: CUDA is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise DigitocrError(f"--device {name!r}: not a device name (try cpu or cuda)") from None
+    if device.type not in SUPPORTED_DEVICES:  # mps, meta, xpu...: torch parses them; digitocr does not run there
+        raise DigitocrError(f"--device {name}: digitocr runs on {' or '.join(SUPPORTED_DEVICES)}")
+    return device
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

@@ -222,6 +222,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     `hook(iterations_done, model, train_seconds)` runs after every step, off the clock (benchmarks evaluate
     in it); if it returns True, training ends there as if the run had been that long.
     """
+    cfg.check()
     run_dir = Path(run_dir) if run_dir is not None else None
     ctx = distributed.setup(cfg.device, cfg.batch_size)  # one process, or this rank of a torchrun job
     device = ctx.device
@@ -240,6 +241,9 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     if bf16 and not cfg.augment:  # kept in the compute dtype: autocast would convert every batch anyway
         train_x = train_x.to(torch.bfloat16)
     train_y = torch.from_numpy(data.train.labels).to(device)  # (N,)
+    if cfg.batch_size > len(train_y):
+        raise DigitocrError(f"--batch-size {cfg.batch_size} is larger than the training split "
+                            f"({len(train_y)} images)")
     n_steps = iterations_for(cfg, len(train_y))
 
     # ---- model and optimizer: fresh, or restored from the run's checkpoint

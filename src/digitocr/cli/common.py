@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..constants import DEFAULT_VALIDATION_SIZE
+from ..constants import DEFAULT_VALIDATION_SIZE, IMAGE_SIZE
+from ..errors import DigitocrError
 
 MAX_PORT = 65_535
 
@@ -55,10 +56,43 @@ def add_model_arg(p: argparse.ArgumentParser, default: str) -> None:
                    help=f"bundled model name, run folder or checkpoint file (default: {default})")
 
 
+def data_args_from_run(args: argparse.Namespace, config: dict) -> argparse.Namespace:
+    """Without --dataset/--data-dir, a run's network is measured on the data the run trained on (and its
+    validation split, which must fit inside its training set)."""
+    if args.dataset is None and args.data_dir is None:
+        args.dataset, args.data_dir = config.get("dataset"), config.get("data_dir")
+        if args.validation_size is None:
+            args.validation_size = config.get("validation_size")
+    return args
+
+
+def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespace:
+    """data_args_from_run for a --model that is a run folder (or a checkpoint in one); other models (bundled
+    names, loose files) leave the data arguments as they are."""
+    import json
+    from pathlib import Path
+
+    from ..train import CONFIG
+
+    path = Path(spec)
+    config = path / CONFIG if path.is_dir() else path.parent / CONFIG
+    if not path.exists() or not config.is_file():
+        return args
+    try:
+        saved = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return args  # a damaged config: the defaults, as for any loose checkpoint
+    return data_args_from_run(args, saved) if isinstance(saved, dict) else args
+
+
 def load_data_for(args: argparse.Namespace):
     """The dataset the data arguments name (quietly, if --json asked for clean stdout)."""
     from ..data.datasets import load_dataset, resolve_dataset_name
 
     name = resolve_dataset_name(args.dataset, args.data_dir)
     vsize = DEFAULT_VALIDATION_SIZE if args.validation_size is None else args.validation_size
-    return load_dataset(name, args.data_dir, vsize, progress=not getattr(args, "json", False))
+    data = load_dataset(name, args.data_dir, vsize, progress=not getattr(args, "json", False))
+    if data.test.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        h, w = data.test.images.shape[1:]
+        raise DigitocrError(f"{data.name}: images are {h}x{w}, the networks need {IMAGE_SIZE}x{IMAGE_SIZE}")
+    return data

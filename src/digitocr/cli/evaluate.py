@@ -30,7 +30,7 @@ def load_eval_split(args: argparse.Namespace):
     from ..data.datasets import Split
     from ..data.idx import check_pair, read_idx
     from ..errors import DigitocrError
-    from .common import load_data_for
+    from .common import data_args_for_model, load_data_for
 
     if (args.images is None) != (args.labels is None):
         raise DigitocrError("--images and --labels go together")
@@ -41,7 +41,7 @@ def load_eval_split(args: argparse.Namespace):
             raise DigitocrError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]}, "
                                 "expected 28x28")
         return "Images", Split(images.astype("uint8"), labels.astype("int64"))
-    split = load_data_for(args).split(args.split)
+    split = load_data_for(data_args_for_model(args, args.model)).split(args.split)
     if len(split.labels) == 0:
         raise DigitocrError(f"the {args.split} split is empty (--validation-size {args.validation_size})")
     return SPLIT_TITLES[args.split], split

@@ -74,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
     from ..plots import save_figure
     from ..registry import load_model
     from ..runtime import resolve_device, set_threads, use_bf16
-    from .common import load_data_for
+    from .common import data_args_for_model, load_data_for
     from .evaluate import SPLIT_TITLES
 
     set_threads(args.threads)
     device = resolve_device(args.device or "cpu")
     bf16 = use_bf16(args.precision or "auto", device)
     model = load_model(args.model, device).model
-    test = load_data_for(args).test
+    test = load_data_for(data_args_for_model(args, args.model)).test
     check_figure_args(model, test, args.image_index, args.input_channel)
     kinds = KINDS if args.kind == ALL else (args.kind,)
     # errors and confusion need the whole split's predictions; samples reuses them when they exist

@@ -21,22 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def data_args_from_run(args: argparse.Namespace, config: dict) -> argparse.Namespace:
-    """Without --dataset/--data-dir, the report uses the data the run trained on (and its validation split,
-    which must fit inside its training set)."""
-    if args.dataset is None and args.data_dir is None:
-        args.dataset, args.data_dir = config.get("dataset"), config.get("data_dir")
-        if args.validation_size is None:
-            args.validation_size = config.get("validation_size")
-    return args
-
-
 def run(args: argparse.Namespace) -> int:
     from ..fsutil import atomic_write_text
     from ..registry import load_model
     from ..report import REPORT_NAME, build_report, read_run
     from ..runtime import resolve_device, set_threads, use_bf16
-    from .common import load_data_for
+    from .common import data_args_from_run, load_data_for
 
     record = read_run(args.run_dir)
     set_threads(args.threads)
