@@ -62,6 +62,9 @@ def test_bad_training_values_exit_2_with_one_line(capsys, tmp_path, trained_run,
     data = ["--data-dir", synthetic_dir, "--validation-size", "100", "--no-progress"]
     code, _, err = run_cli(capsys, "train", "--run", tmp_path / "a", *data, "--batch-size", "1000000000")
     _assert_one_line_error(code, err, "larger than the training split (500 images)")
+    for length in (["--iterations", "10"], ["--epochs", "0.5"]):
+        code, _, err = run_cli(capsys, "train", "--run", tmp_path / "u", *data, "--until", "50", *length)
+        _assert_one_line_error(code, err, "--until sets how long to train")
     code, _, err = run_cli(capsys, "train", "--run", tmp_path / "b", *data, "--seed", str(2**63 - 1))
     _assert_one_line_error(code, err, "config seed=")
     for device in ("mps", "meta"):

@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
     from ..data.datasets import resolve_dataset_name
+    from ..errors import DigitocrError
     from ..train import CHECKPOINT, fit, resume_config, run_progress
     from . import EXIT_INTERRUPTED
 
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ensemble is not None:
         return run_ensemble(args, overrides, explicit_preset)
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-seed{args.seed or 0}"
+    if args.until is not None and (args.iterations is not None or args.epochs is not None):
+        raise DigitocrError("--until sets how long to train; drop --iterations/--epochs")
     progress = run_progress(run_dir)  # (done, schedule's end), or None for a new run
     if args.until is not None:
         overrides["iterations"] = max(0, args.until - (progress[0] if progress else 0))
