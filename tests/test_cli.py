@@ -35,9 +35,11 @@ def test_train_prints_the_notebooks_lines_and_continues(capsys, trained_run, syn
     assert "Continuing" in out
     assert "Optimization Iteration:    201, Training Accuracy:" in out  # continues at 121..220
     assert "Time usage: 0:00:" in out and "(220 iterations)" in out
+    lines = (trained_run / "metrics.jsonl").read_text()
     code, out, _ = run_cli(capsys, "train", "--run", trained_run, "--data-dir", synthetic_dir,
                            "--until", "220", "--no-progress")
     assert code == 0 and "(220 iterations)" in out  # --until is idempotent
+    assert (trained_run / "metrics.jsonl").read_text() == lines  # and a run that trains nothing records nothing
 
 
 def test_evaluate_text_and_json(capsys, trained_run, synthetic_dir):

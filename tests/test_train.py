@@ -127,10 +127,13 @@ def test_metrics_of_a_killed_attempt_and_torn_lines_are_dropped(tmp_path, synthe
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 1, "train_accuracy": 0.5}\n{"iteration": 801, "tr')
     cfg = TrainConfig(iterations=150, batch_size=16, validation_size=0)
     fit(cfg, tmp_path, synthetic_dataset, progress=False, quiet=True)  # no checkpoint: a fresh run
-    first = [json.loads(ln)["iteration"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert first[:2] == [1, 101] and 801 not in first  # only this run's
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    first = [r["iteration"] for r in records]
+    assert [r["iteration"] for r in records if "train_accuracy" in r] == [1, 101] and 801 not in first  # this run's
+    assert records[0]["invocation"]["iterations"] == 150 and records[0]["invocation"]["precision"] == "auto"
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 170, "tra')  # torn by a kill after the checkpoint at 150
     fit(resume_config(tmp_path, {"iterations": 10}), tmp_path, synthetic_dataset, progress=False, quiet=True)
-    after = [json.loads(ln)["iteration"] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert after[:len(first)] == first and max(after) <= 160  # every line parses: the torn one is gone
+    after = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in after[:len(first)]] == first  # every line parses: the torn one is gone
+    assert max(r["iteration"] for r in after) <= 160 and after[len(first)]["invocation"]["iterations"] == 10

@@ -295,6 +295,11 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     batches = EpochBatches(train_x, train_y, BatchOrder(len(train_y), cfg.batch_size, cfg.seed))
     end = start + n_steps
     target = end  # what this invocation set out to reach (a hook may end it sooner)
+    if n_steps:  # how this invocation ran: config.json holds the recipe, and these may change on each resume
+        _append_metrics(writer, {"iteration": start, "invocation": {
+            "iterations": n_steps, "precision": cfg.precision, "bf16": bf16, "device": str(device),
+            "threads": torch.get_num_threads(), "world_size": ctx.world_size, "eval_every": cfg.eval_every,
+            "checkpoint_every": cfg.checkpoint_every, "torch": torch.__version__}})
     model.train()
     t0 = time.perf_counter()
     paused = 0.0  # seconds spent in validation runs and hook calls: not training time
@@ -326,7 +331,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
                 _append_metrics(writer, {"iteration": it + 1, "train_accuracy": acc, "loss": loss.item(),
                                           "lr": lr, "elapsed_s": round(time.perf_counter() - t0, 3)})
             done = it + 1
-            if cfg.eval_every and done % cfg.eval_every == 0 and ctx.is_main:
+            if cfg.eval_every and done % cfg.eval_every == 0 and ctx.is_main and len(data.validation):
                 val = evaluate(model, data.validation, bf16)
                 paused += val.seconds + val.warmup_seconds
                 _append_metrics(writer, {"iteration": done, "split": "validation", "accuracy": val.accuracy})
@@ -350,7 +355,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
     distributed.check_replicas_agree(model, ctx)
     save(iterations)
     say(f"Time usage: {timedelta(seconds=round(seconds))}")
-    if len(data.validation) and not flag.stop and ctx.is_main:
+    if len(data.validation) and not flag.stop and ctx.is_main and iterations > start:  # a no-op run adds nothing
         val = evaluate(model, data.validation, bf16)
         _append_metrics(writer, {"iteration": iterations, "split": "validation", "accuracy": val.accuracy,
                                   "train_seconds": round(seconds, 3)})
