@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from digitocr.checkpoint import META_KEY, read_checkpoint, save_checkpoint
 from digitocr.config import ModelConfig
 from digitocr.errors import DigitocrError
+from digitocr.fsutil import atomic_write_text, remove_stale_temp_files
 from digitocr.model import build_model
 from digitocr.registry import load_model
 
@@ -149,6 +150,20 @@ def test_real_full_disk_and_read_only_folder(small_tmpfs):
     with pytest.raises(DigitocrError, match="Read-only file system"):
         save_checkpoint(path, model, {"model_config": small.__dict__ | {"widths": [1, 1, 1]}, "iterations": 2})
     assert path.read_bytes() == before
+    with pytest.raises(OSError) as e:  # the file being written is named, not its temp file
+        atomic_write_text(small_tmpfs / "config.json", "{}")
+    assert e.value.filename == str(small_tmpfs / "config.json")
+
+
+def test_stale_temp_files_are_removed_and_a_folder_is_not_a_checkpoint(tmp_path):
+    stale = tmp_path / ".checkpoint.safetensors.0123abcd.tmp"  # a kill -9 mid-write leaves one
+    stale.write_bytes(b"x" * 100)
+    other = tmp_path / ".notes.txt.0123abcd.tmp"
+    other.write_bytes(b"y")
+    remove_stale_temp_files(tmp_path / "checkpoint.safetensors")
+    assert not stale.exists() and other.exists()
+    with pytest.raises(DigitocrError, match="a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path)
 
 
 def test_checkpoints_get_the_umask_mode_like_any_new_file(tmp_path):

@@ -33,6 +33,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path, synthetic_dir):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     # rank 0 alone prints the notebook's lines, once per 100 steps
     assert ddp.stdout.count("Optimization Iteration:") == STEPS // 100
+    assert ddp.stdout.count("Saved ") == 1  # and the closing line, once
     a, b = load_model(tmp_path / "single"), load_model(tmp_path / "ddp")
     assert b.iterations == STEPS
     for k, v in a.model.state_dict().items():  # same math, different summation order
@@ -44,4 +45,5 @@ def test_two_gloo_ranks_match_one_process(tmp_path, synthetic_dir):
     more[more.index(str(STEPS))] = "100"
     resumed = subprocess.run(more, capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("Continuing ") == 1
     assert load_model(tmp_path / "ddp").iterations == STEPS + 100

@@ -71,6 +71,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, metadata) of a checkpoint file; anything that is not one is a DigitocrError."""
     path = Path(path)
+    if path.is_dir():
+        raise DigitocrError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise DigitocrError(f"{path}: checkpoint not found")
     try:

@@ -41,6 +41,11 @@ class Context:
         return indices[self.rank * per_rank:(self.rank + 1) * per_rank]
 
 
+def launched_as_main() -> bool:
+    """Whether this process is rank 0 of its torchrun job (or not under torchrun): the one that speaks."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def setup(device_name: str, batch_size: int) -> Context:
     """A Context for this process; joins the process group when launched by torchrun with >1 ranks."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -20,7 +20,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: in
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     # O_EXCL: never follow or clobber anything already there; the umask applies as for any new file
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, NEW_FILE_MODE))
+    try:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, NEW_FILE_MODE))
+    except OSError as e:  # a read-only or full folder: name the file being written, not the temp file
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     mode = tmp.stat().st_mode & 0o777 if mode is None else mode
     try:
         write(str(tmp))
@@ -31,6 +34,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], mode: in
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> None:
+    """Delete temp files that atomic_write left beside `path` when a kill interrupted it (call this only
+    where no other writer of `path` can be running, e.g. the one process training a run folder)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -27,7 +27,7 @@ from .constants import IMAGE_SIZE, PRINT_EVERY
 from .data.datasets import Dataset, load_dataset
 from .data.tensors import BatchOrder, images_to_tensor
 from .errors import DigitocrError
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, remove_stale_temp_files
 from .inference import evaluate
 from .model import build_model
 from .runtime import autocast, environment, set_threads, use_bf16
@@ -248,6 +248,9 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
 
     # ---- model and optimizer: fresh, or restored from the run's checkpoint
     ckpt = run_dir / CHECKPOINT if run_dir else None
+    if writer is not None:
+        for name in (CHECKPOINT, CONFIG, ENVIRONMENT, METRICS):  # left by a kill mid-write
+            remove_stale_temp_files(writer / name)
     if ckpt is not None and ckpt.exists():
         tensors, meta = read_checkpoint(ckpt)
         model = model_from_tensors(tensors, meta, str(ckpt)).to(device)

@@ -46,9 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import preset
     from ..data.datasets import resolve_dataset_name
+    from ..distributed import launched_as_main
     from ..errors import DigitocrError
     from ..train import CHECKPOINT, fit, resume_config, run_progress
     from . import EXIT_INTERRUPTED
+
+    say = print if launched_as_main() else (lambda *_: None)  # under torchrun, rank 0 alone prints
 
     overrides = dict(iterations=args.iterations, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
@@ -75,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
             # a scheduled run continues to the end of its schedule, not one more schedule's length past it
             done, end = progress
             if done >= end:
-                print(f"{run_dir} has finished its {cfg.schedule} schedule ({done} iterations); "
+                say(f"{run_dir} has finished its {cfg.schedule} schedule ({done} iterations); "
                       f"--iterations N trains it further at its final learning rate")
                 return 0
             cfg = dataclasses.replace(cfg, iterations=end - done, epochs=None)
-        print(f"Continuing {run_dir} (preset {cfg.preset})")
+        say(f"Continuing {run_dir} (preset {cfg.preset})")
     else:
         cfg = preset(args.preset, **overrides,
                      dataset=resolve_dataset_name(args.dataset, args.data_dir) or "custom")
@@ -89,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     ckpt = run_dir / CHECKPOINT
     if result.interrupted:
         # not "the same command": --iterations N would add N more to the steps already done
-        print(f"Interrupted after iteration {result.iterations} of {result.target}; checkpoint saved to {ckpt}. "
+        say(f"Interrupted after iteration {result.iterations} of {result.target}; checkpoint saved to {ckpt}. "
               f"To finish: digitocr train --run {run_dir} --until {result.target}")
         return EXIT_INTERRUPTED
-    print(f"Saved {ckpt} ({result.iterations} iterations)")
+    say(f"Saved {ckpt} ({result.iterations} iterations)")
     return 0
 
 
