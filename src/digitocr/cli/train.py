@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run folder; under torchrun spell it --run-dir (default: runs/PRESET-seedN)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=non_negative_int, default=None,
-                        help="optimizer steps to add in this invocation (default: the preset's)")
+                        help="optimizer steps to add in this invocation (default: the preset's; continuing a "
+                        "run, the count it was first trained with)")
     p.add_argument("--until", type=non_negative_int, default=None,
                    help="train until the run has this many iterations in all; idempotent (default: off)")
     length.add_argument("--epochs", type=positive_float, default=None, help="passes over the training set, "
