@@ -132,7 +132,7 @@ def test_a_resume_that_fails_to_start_keeps_every_line(folder, tmp_path, capsys)
     assert out.read_bytes() == before  # the bad file's error line is still there
 
 
-def test_a_resume_knows_files_by_their_real_path(folder, tmp_path, capsys, monkeypatch):
+def test_a_resume_knows_files_by_their_absolute_path(folder, tmp_path, capsys, monkeypatch):
     root, model, _ = folder
     out = tmp_path / "results.jsonl"
     monkeypatch.chdir(root)

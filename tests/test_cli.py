@@ -56,6 +56,9 @@ def test_evaluate_text_and_json(capsys, trained_run, synthetic_dir):
 def test_evaluate_and_plot_a_run_on_the_data_it_trained_on(capsys, trained_run, tmp_path):
     code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run, "--json", "--split", "validation")
     assert code == 0 and json.loads(out)["total"] == 100  # the run's data and validation size, not MNIST's
+    code, out, _ = run_cli(capsys, "evaluate", "--model", trained_run / "checkpoint.safetensors", "--json",
+                           "--split", "validation")
+    assert code == 0 and json.loads(out)["total"] == 100  # its checkpoint file, inside the run folder
     code, out, _ = run_cli(capsys, "plot", "samples", "--model", trained_run, "--out", tmp_path)
     assert code == 0 and (tmp_path / "samples.png").is_file()
 
@@ -68,7 +71,7 @@ def test_bad_training_values_exit_2_with_one_line(capsys, tmp_path, trained_run,
         code, _, err = run_cli(capsys, "train", "--run", tmp_path / "u", *data, "--until", "50", *length)
         _assert_one_line_error(code, err, "--until sets how long to train")
     code, _, err = run_cli(capsys, "train", "--run", tmp_path / "b", *data, "--seed", str(2**63 - 1))
-    _assert_one_line_error(code, err, "config seed=")
+    _assert_one_line_error(code, err, "choose a seed from 0 to 4294967295")
     for device in ("mps", "meta"):
         code, _, err = run_cli(capsys, "train", "--run", tmp_path / "c", *data, "--device", device)
         _assert_one_line_error(code, err, "digitocr runs on cpu or cuda")
@@ -80,7 +83,7 @@ def test_bad_training_values_exit_2_with_one_line(capsys, tmp_path, trained_run,
         (run / "config.json").write_text(json.dumps(config))
         code, _, err = run_cli(capsys, "train", "--run", run, "--iterations", "1", "--no-progress")
         _assert_one_line_error(code, err, message)
-    wide = tmp_path / "d32"  # a dataset of 32x32 images: train, evaluate and plot all refuse it in one line
+    wide = tmp_path / "d32"  # a dataset of 32x32 images: evaluate and plot refuse it in one line (as train does)
     wide.mkdir()
     for name, shape in (("train-images-idx3-ubyte", (30, 32, 32)), ("t10k-images-idx3-ubyte", (10, 32, 32))):
         write_idx(wide / name, np.zeros(shape, np.uint8))
@@ -199,6 +202,12 @@ def test_a_relative_data_dir_is_stored_absolute(capsys, tmp_path, synthetic_dir,
         code, out, err = run_cli(capsys, "train", "--run", "../r", *extra, "--iterations", "2", "--no-progress")
         assert code == 0, err
     assert "(7 iterations)" in out
+    config = json.loads((tmp_path / "r" / "config.json").read_text()) | {"data_dir": "data"}
+    (tmp_path / "r" / "config.json").write_text(json.dumps(config))  # as runs before the change stored it
+    monkeypatch.chdir(tmp_path / "a")
+    code, out, err = run_cli(capsys, "train", "--run", "../r", "--data-dir", "data", "--iterations", "1",
+                             "--no-progress")
+    assert code == 0 and "(8 iterations)" in out, err
 
 
 def test_an_interrupted_scheduled_run_continues_to_the_end_of_its_schedule(capsys, tmp_path, synthetic_dir):

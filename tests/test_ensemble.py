@@ -103,6 +103,8 @@ def test_train_ensemble_end_to_end_then_evaluate(tmp_path, synthetic_dir, capsys
     assert main(["evaluate", "--model", str(run), "--data-dir", str(synthetic_dir), "--validation-size", "100",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] > 0.9  # chance is 0.1
+    assert main(["evaluate", "--model", str(run), "--split", "validation", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 100  # the members' data, found without --data-dir
     assert load_model(run).members == 2
     one = [a if a != "2" else "1" for a in argv[:argv.index("--run") + 1]] + [str(tmp_path / "one")] \
         + argv[argv.index("--run") + 2:]

@@ -95,6 +95,16 @@ def test_ctrl_c_saves_a_loadable_checkpoint(tmp_path, synthetic_dir):
     assert f"digitocr train --run {run} --until 100000" in out
 
 
+def test_the_finishing_command_quotes_the_path_and_repeats_resume_settings():
+    import argparse
+
+    from digitocr.cli.train import finish_command
+
+    args = argparse.Namespace(device="cpu", threads=1, precision=None, checkpoint_every=None, eval_every=None)
+    assert finish_command(args, "runs/my run", 500) == \
+        "digitocr train --run 'runs/my run' --until 500 --device cpu --threads 1"
+
+
 def test_an_explicit_iterations_wins_over_epochs_even_when_equal_to_the_saved_count(tmp_path, synthetic_dataset):
     cfg = preset("fast", epochs=1, batch_size=16, validation_size=0)  # saved iterations: the default 10,000
     fit(dataclasses.replace(cfg, iterations=cfg.iterations, checkpoint_every=0), tmp_path, synthetic_dataset,
@@ -121,6 +131,16 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, synthetic_datas
         fit(cfg, tmp_path, synthetic_dataset, progress=False, quiet=True)
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == good
     assert load_model(tmp_path).iterations == 5
+
+    def blow_up_after_12(done, model, seconds):  # a checkpoint at 10, then the weights go bad
+        if done == 12:
+            next(model.parameters()).data.fill_(float("nan"))
+        return False
+
+    periodic = resume_config(tmp_path, {"iterations": 20, "checkpoint_every": 10})
+    with pytest.raises(DigitocrError, match=r"by iteration 20 .*iteration 10 is kept"):
+        fit(periodic, tmp_path, synthetic_dataset, progress=False, quiet=True, hook=blow_up_after_12)
+    assert load_model(tmp_path).iterations == 10
 
 
 def test_metrics_of_a_killed_attempt_and_torn_lines_are_dropped(tmp_path, synthetic_dataset):

@@ -41,9 +41,10 @@ def completed_files(output: Path) -> set[str]:
 
 
 def file_key(name: str) -> str:
-    """What identifies a file across runs: its real path (a relative name is taken from the working
-    directory), so `a.png`, `./a.png` and `/abs/a.png` are one file."""
-    return os.path.realpath(name)
+    """What identifies a file across runs: its absolute path (a relative name is taken from the working
+    directory), so `a.png`, `./a.png` and `/abs/a.png` are one file. Pure string work, no file-system call per
+    output line (outputs of 100k lines on network disks)."""
+    return os.path.abspath(name)
 
 
 def compact_output(output: Path) -> int:

@@ -14,7 +14,8 @@ Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["constant", "onecycle"]
 Init = Literal["notebook", "default"]
 Optimizer = Literal["adam", "adamw"]
-MAX_SEED = 2**32 - 1  # seeds are mixed into 64-bit generator seeds (times ~10^6): larger ones would overflow
+MAX_SEED = 2**32 - 1  # new runs' seeds: mixed into 64-bit generator seeds (times ~10^6), these stay far from
+# overflow (which begins near 9e12); older run folders with larger seeds still load
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,9 @@ class TrainConfig:
         ranges = {"batch_size": self.batch_size >= 1, "lr": self.lr > 0, "iterations": self.iterations >= 0,
                   "epochs": self.epochs is None or self.epochs > 0, "weight_decay": self.weight_decay >= 0,
                   "label_smoothing": 0 <= self.label_smoothing < 1, "validation_size": self.validation_size >= 0,
-                  "seed": 0 <= self.seed <= MAX_SEED}
+                  "warmup_frac": 0 <= self.warmup_frac <= 1, "final_lr_frac": 0 < self.final_lr_frac <= 1,
+                  "checkpoint_every": self.checkpoint_every >= 0, "eval_every": self.eval_every >= 0,
+                  "seed": self.seed >= 0}
         for name, ok in ranges.items():
             if not ok:
                 raise DigitocrError(f"config {name}={getattr(self, name)!r} is out of range")
@@ -163,4 +166,6 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     cfg.check()
+    if cfg.seed > MAX_SEED:
+        raise DigitocrError(f"--seed {cfg.seed}: choose a seed from 0 to {MAX_SEED}")
     return cfg

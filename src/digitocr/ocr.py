@@ -291,8 +291,9 @@ class Reader:
         confidence = float(dist[k])
         x, y, w, h = (v / scale for v in glyph.box)
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
-        # the threshold meets the confidence as reported: a digit shown as 1.0 passes --min-confidence 1
-        return Digit(k, confidence, box, line, round(confidence, CONFIDENCE_DECIMALS) < self.min_confidence)
+        # below the threshold both as computed and as reported: a digit shown as 1.0 passes --min-confidence 1
+        low = confidence < self.min_confidence and round(confidence, CONFIDENCE_DECIMALS) < self.min_confidence
+        return Digit(k, confidence, box, line, low)
 
 
 class DigitsOnly:

@@ -144,6 +144,24 @@ def _append_metrics(run_dir: Path | None, record: dict) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def _invocation_record(cfg: TrainConfig, start: int, n_steps: int, bf16: bool, device: torch.device,
+                       world_size: int) -> dict:
+    """How one invocation ran: config.json holds the recipe as first trained, and these settings may change
+    on each resume (RESUMABLE_OVERRIDES), so each invocation's are kept in metrics.jsonl."""
+    return {"iteration": start, "invocation": {
+        "iterations": n_steps, "precision": cfg.precision, "bf16": bf16, "device": str(device),
+        "threads": torch.get_num_threads(), "world_size": world_size, "eval_every": cfg.eval_every,
+        "checkpoint_every": cfg.checkpoint_every, "torch": torch.__version__}}
+
+
+def _check_finite(model: nn.Module, iterations: int, last_saved: int) -> None:
+    """A diverged run must not overwrite a good checkpoint with weights no command could load."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        kept = f"the checkpoint at iteration {last_saved} is kept" if last_saved else "nothing was saved"
+        raise DigitocrError(f"training diverged: the weights hold NaN or infinite values by iteration "
+                            f"{iterations} (a lower --lr may help); {kept}")
+
+
 def _trim_metrics(run_dir: Path, iterations: int) -> None:
     """Drop metric lines newer than the checkpoint (left by a run killed after its last save), and lines
     torn by such a kill."""
@@ -185,12 +203,20 @@ def saved_config(run_dir: Path) -> TrainConfig:
         raise DigitocrError(f"{path}: not a readable training config ({e})") from None
 
 
+def _same_setting(name: str, old: Any, new: Any) -> bool:
+    """Whether two values of a config field mean the same: data folders by the folder they name (runs before
+    session 7 stored a relative --data-dir as typed; later ones store it absolute)."""
+    if name == "data_dir" and old is not None and new is not None:
+        return Path(old).resolve() == Path(new).resolve()
+    return old == new
+
+
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The run's saved config with the allowed overrides applied; changing the recipe is an error."""
     saved = saved_config(run_dir)
     changes = {}
     for k, v in overrides.items():
-        if v is None or v == getattr(saved, k):
+        if v is None or _same_setting(k, getattr(saved, k), v):
             continue
         if k not in RESUMABLE_OVERRIDES:
             raise DigitocrError(f"run {run_dir} was trained with {k}={getattr(saved, k)!r}; "
@@ -209,7 +235,7 @@ def check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
     for f in dataclasses.fields(cfg):
         old, new = getattr(saved, f.name), getattr(cfg, f.name)
         # schedule_iterations is not a choice: the first invocation sets it from the recipe's length
-        if f.name not in RESUMABLE_OVERRIDES | {"schedule_iterations"} and old != new:
+        if f.name not in RESUMABLE_OVERRIDES | {"schedule_iterations"} and not _same_setting(f.name, old, new):
             raise DigitocrError(f"run {run_dir} was trained with {f.name}={old!r}; start a new --run to use "
                                 f"{f.name}={new!r}")
 
@@ -281,28 +307,24 @@ def fit(cfg: TrainConfig, run_dir: str | Path | None = None, data: Dataset | Non
         _match_param_layouts(optimizer)
     horizon = cfg.schedule_iterations if cfg.schedule_iterations is not None else n_steps
 
+    last_saved = start  # the iteration of the checkpoint on disk (0: none yet)
+
     def save(iterations: int) -> None:
-        # checked on every rank (the replicas are equal): a diverged run must not overwrite a good checkpoint
-        # with weights no command could load
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            kept = f"the checkpoint at iteration {start} is kept" if start else "nothing was saved"
-            raise DigitocrError(f"training diverged: the weights hold NaN or infinite values by iteration "
-                                f"{iterations} (a lower --lr may help); {kept}")
+        nonlocal last_saved
+        _check_finite(model, iterations, last_saved)  # every rank: the replicas are equal
         if writer is None:
             return
         meta = {"model_config": dataclasses.asdict(cfg.model), "iterations": iterations,
                 "preset": cfg.preset, "seed": cfg.seed, "dataset": data.name}
         save_checkpoint(writer / CHECKPOINT, model, meta, optimizer, torch.get_rng_state())
+        last_saved = iterations
 
     # ---- the loop
     batches = EpochBatches(train_x, train_y, BatchOrder(len(train_y), cfg.batch_size, cfg.seed))
     end = start + n_steps
     target = end  # what this invocation set out to reach (a hook may end it sooner)
-    if n_steps:  # how this invocation ran: config.json holds the recipe, and these may change on each resume
-        _append_metrics(writer, {"iteration": start, "invocation": {
-            "iterations": n_steps, "precision": cfg.precision, "bf16": bf16, "device": str(device),
-            "threads": torch.get_num_threads(), "world_size": ctx.world_size, "eval_every": cfg.eval_every,
-            "checkpoint_every": cfg.checkpoint_every, "torch": torch.__version__}})
+    if n_steps:
+        _append_metrics(writer, _invocation_record(cfg, start, n_steps, bf16, device, ctx.world_size))
     model.train()
     t0 = time.perf_counter()
     paused = 0.0  # seconds spent in validation runs and hook calls: not training time

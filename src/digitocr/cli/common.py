@@ -37,7 +37,8 @@ port_number = _number_type(int, "port_number", "a whole number", lambda v: 1 <= 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None,
-                   help="mnist or fashion-mnist (default: mnist, or a custom IDX set when only --data-dir is given)")
+                   help="mnist or fashion-mnist (default: mnist, or a custom IDX set when only --data-dir is given; "
+                   "for a run folder's network, the data it trained on)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the four IDX files (raw or .gz), tried before any download (default: none)")
     p.add_argument("--validation-size", type=non_negative_int, default=None,
@@ -67,22 +68,26 @@ def data_args_from_run(args: argparse.Namespace, config: dict) -> argparse.Names
 
 
 def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespace:
-    """data_args_from_run for a --model that is a run folder (or a checkpoint in one); other models (bundled
-    names, loose files) leave the data arguments as they are."""
-    import json
+    """data_args_from_run for a --model that is a run folder, a checkpoint in one, or an ensemble trained by
+    `train --ensemble` (its members' folder); other models (bundled names, loose files) keep the defaults."""
     from pathlib import Path
 
-    from ..train import CONFIG
+    from ..config import TrainConfig
+    from ..ensemble import MEMBER_DIR
+    from ..train import CONFIG, saved_config
 
     path = Path(spec)
-    config = path / CONFIG if path.is_dir() else path.parent / CONFIG
-    if not path.exists() or not config.is_file():
-        return args
-    try:
-        saved = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return args  # a damaged config: the defaults, as for any loose checkpoint
-    return data_args_from_run(args, saved) if isinstance(saved, dict) else args
+    if not path.exists():
+        return args  # a bundled name
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder, folder / MEMBER_DIR.format(0)):
+        if (candidate / CONFIG).is_file():
+            try:
+                saved: TrainConfig = saved_config(candidate)
+            except DigitocrError:
+                return args  # not a training config (damaged, or some other file's): the defaults
+            return data_args_from_run(args, saved.to_dict())
+    return args
 
 
 def load_data_for(args: argparse.Namespace):

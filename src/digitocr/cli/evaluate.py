@@ -37,6 +37,8 @@ def load_eval_split(args: argparse.Namespace):
     if args.images is not None:
         images, labels = read_idx(args.images), read_idx(args.labels)
         check_pair(images, labels, args.images, args.labels)
+        if not len(labels):
+            raise DigitocrError(f"{args.images}: holds no images")
         if images.shape[1:] != (28, 28):
             raise DigitocrError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]}, "
                                 "expected 28x28")

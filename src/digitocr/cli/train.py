@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run folder; under torchrun spell it --run-dir (default: runs/PRESET-seedN)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iterations", type=non_negative_int, default=None,
-                        help="optimizer steps to add in this invocation (default: the preset's; continuing a "
-                        "run, the count it was first trained with)")
+                        help="optimizer steps to add in this invocation (default: the preset's; a continued run "
+                        "goes on to the end of its schedule, or adds the length it was first given)")
     p.add_argument("--until", type=non_negative_int, default=None,
                    help="train until the run has this many iterations in all; idempotent (default: off)")
     length.add_argument("--epochs", type=positive_float, default=None, help="passes over the training set, "
@@ -92,19 +92,49 @@ def run(args: argparse.Namespace) -> int:
     result = fit(cfg, run_dir, progress=not args.no_progress)
     ckpt = run_dir / CHECKPOINT
     if result.interrupted:
-        # not "the same command": --iterations N would add N more to the steps already done
         say(f"Interrupted after iteration {result.iterations} of {result.target}; checkpoint saved to {ckpt}. "
-              f"To finish: digitocr train --run {run_dir} --until {result.target}")
+            f"To finish: {finish_command(args, run_dir, result.target)}")
         return EXIT_INTERRUPTED
     say(f"Saved {ckpt} ({result.iterations} iterations)")
     return 0
+
+
+def finish_command(args: argparse.Namespace, run_dir: Path, target: int) -> str:
+    """The command that finishes an interrupted one. Not "the same command": its --iterations N would add N
+    more to the steps already done. The settings a resume may change (device, threads...) are repeated, since
+    config.json keeps the first invocation's."""
+    import os
+    import shlex
+
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1  # there --run is spelled --run-dir
+    words = ["digitocr", "train", "--run-dir" if torchrun else "--run", str(run_dir), "--until", str(target)]
+    for flag in ("device", "threads", "precision", "checkpoint_every", "eval_every"):
+        if getattr(args, flag, None) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return shlex.join(words)
+
+
+def members_defaults(args: argparse.Namespace, overrides: dict, explicit_preset: str | None,
+                     first_member: Path) -> str | None:
+    """Continuing an ensemble: what the command leaves unsaid (preset, seed, validation size, data) is its
+    first member's, set in `args`/`overrides`; returns the members' dataset when the command names none.
+    A new ensemble: nothing changes, None."""
+    from ..train import CONFIG, saved_config
+
+    if not (first_member / CONFIG).is_file():
+        return None
+    saved = saved_config(first_member)
+    args.preset = explicit_preset or saved.preset
+    for name in ("seed", "validation_size", "data_dir"):
+        if overrides[name] is None:
+            overrides[name] = getattr(saved, name)
+    return saved.dataset if args.dataset is None and args.data_dir is None else None
 
 
 def run_ensemble(args: argparse.Namespace, overrides: dict, explicit_preset: str | None) -> int:
     from ..config import preset
     from ..data.datasets import resolve_dataset_name
     from ..ensemble import ENSEMBLE_FILE, MEMBER_DIR, train_ensemble
-    from ..train import CONFIG, saved_config
     from . import EXIT_INTERRUPTED
 
     if args.until is not None:
@@ -113,16 +143,8 @@ def run_ensemble(args: argparse.Namespace, overrides: dict, explicit_preset: str
         raise DigitocrError("--until does not apply to --ensemble: each member trains its preset's schedule")
     k = args.ensemble
     run_dir = Path(args.run) if args.run else DEFAULT_RUNS / f"{args.preset}-ensemble{k}-seed{args.seed or 0}"
-    dataset = resolve_dataset_name(args.dataset, args.data_dir) or "custom"
-    first = run_dir / MEMBER_DIR.format(0)
-    if (first / CONFIG).is_file():  # continuing: the members' recipe, unless the command names another
-        saved = saved_config(first)
-        args.preset = explicit_preset or saved.preset
-        for name in ("seed", "validation_size", "data_dir"):
-            if overrides[name] is None:
-                overrides[name] = getattr(saved, name)
-        if args.dataset is None and args.data_dir is None:
-            dataset = saved.dataset
+    dataset = members_defaults(args, overrides, explicit_preset, run_dir / MEMBER_DIR.format(0)) \
+        or resolve_dataset_name(args.dataset, args.data_dir) or "custom"
     cfg = preset(args.preset, **overrides, dataset=dataset)
     if args.iterations is not None and args.epochs is None:
         cfg.epochs = None

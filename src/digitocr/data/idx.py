@@ -121,7 +121,7 @@ def write_idx(path: str | os.PathLike, arr: np.ndarray, compress: bool = False) 
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
-    """Images must be (N, H, W) and labels (N,) class indices 0-9, with the same N (at least one)."""
+    """Images must be (N, H, W) and labels (N,) class indices 0-9, with the same N."""
     if images.ndim != 3:
         raise DigitocrError(f"{images_name}: expected 3-D images (N, H, W), got shape {images.shape}")
     if labels.ndim != 1:
@@ -130,8 +130,6 @@ def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_
         raise DigitocrError(
             f"{images_name} holds {len(images)} images but {labels_name} holds {len(labels)} labels"
         )
-    if not len(labels):
-        raise DigitocrError(f"{images_name}: holds no images")
-    if labels.min() < 0 or labels.max() >= NUM_CLASSES:  # the networks have NUM_CLASSES outputs
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):  # the networks have NUM_CLASSES outputs
         bad = labels[(labels < 0) | (labels >= NUM_CLASSES)][0]
         raise DigitocrError(f"{labels_name}: labels must be classes 0 to {NUM_CLASSES - 1}, found {bad}")
