@@ -74,6 +74,10 @@ def test_verify_hashes_the_cache_again_and_refetches_a_changed_file(tmp_path, mo
     assert (target / name).read_bytes() == bytes(flipped)  # runs trust the cache: hashing it each time costs
     ensure_files("fake", src, cache_dir=tmp_path / "cache", progress=False, verify=True)
     assert (target / name).read_bytes() == files[name]  # fetch hashes it, and fetches it again
+    (target / name).write_bytes(bytes(flipped))
+    with pytest.raises(DigitocrError, match="could not fetch"):  # no source now: the changed file is gone too
+        ensure_files("fake", tmp_path / "nowhere", cache_dir=tmp_path / "cache", progress=False, verify=True)
+    assert not (target / name).exists()
 
 
 def test_checksum_mismatch_is_not_cached_and_no_source_says_where(tmp_path, monkeypatch):

@@ -156,7 +156,8 @@ def ensure_files(dataset: str = "mnist", data_dir: str | os.PathLike | None = No
                 continue  # verified when it was stored; re-hashing 55 MB on every run is wasted time
             if sha256_bytes(read_file_bytes(cached)) == digest:
                 continue
-            log.warning("%s: SHA-256 no longer matches (changed on disk); fetching it again", cached)
+            log.warning("%s: SHA-256 no longer matches (changed on disk); removed, fetching it again", cached)
+            cached.unlink()  # if no source answers now, no later run may train on it either
         missing[name] = digest
     if not missing:
         return target
