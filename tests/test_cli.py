@@ -63,6 +63,25 @@ def test_evaluate_and_plot_a_run_on_the_data_it_trained_on(capsys, trained_run, 
     assert code == 0 and (tmp_path / "samples.png").is_file()
 
 
+def test_a_loose_checkpoint_names_its_dataset(tmp_path):
+    import argparse
+
+    from digitocr.checkpoint import save_checkpoint
+    from digitocr.cli.common import data_args_for_model
+    from digitocr.config import ModelConfig
+    from digitocr.model import build_model
+
+    def args() -> argparse.Namespace:
+        return argparse.Namespace(dataset=None, data_dir=None, validation_size=None)
+
+    for dataset, expected in (("fashion-mnist", "fashion-mnist"), ("custom", None)):  # a custom folder: unnamed
+        path = tmp_path / f"{dataset}.safetensors"
+        save_checkpoint(path, build_model(ModelConfig()), {"model_config": ModelConfig().__dict__, "iterations": 1,
+                                                          "dataset": dataset})
+        assert data_args_for_model(args(), str(path)).dataset == expected
+    assert data_args_for_model(args(), "seed").dataset is None  # a bundled name: the defaults
+
+
 def test_bad_training_values_exit_2_with_one_line(capsys, tmp_path, trained_run, synthetic_dir):
     data = ["--data-dir", synthetic_dir, "--validation-size", "100", "--no-progress"]
     code, _, err = run_cli(capsys, "train", "--run", tmp_path / "a", *data, "--batch-size", "1000000000")

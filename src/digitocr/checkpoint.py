@@ -68,6 +68,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
         raise DigitocrError(f"{path}: cannot write checkpoint ({reason}); the previous checkpoint is intact") from None
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The digitocr metadata in a checkpoint's header, without reading its tensors; {} for anything that is
+    not a readable digitocr checkpoint (callers that need one use read_checkpoint, which says why)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, metadata) of a checkpoint file; anything that is not one is a DigitocrError."""
     path = Path(path)

@@ -69,10 +69,13 @@ def data_args_from_run(args: argparse.Namespace, config: dict) -> argparse.Names
 
 def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespace:
     """data_args_from_run for a --model that is a run folder, a checkpoint in one, or an ensemble trained by
-    `train --ensemble` (its members' folder); other models (bundled names, loose files) keep the defaults."""
+    `train --ensemble` (its members' folder). A loose checkpoint file names its dataset in its metadata (a
+    custom folder it cannot name: that takes --data-dir); bundled names keep the defaults."""
     from pathlib import Path
 
+    from ..checkpoint import read_metadata
     from ..config import TrainConfig
+    from ..constants import DATASETS
     from ..ensemble import MEMBER_DIR
     from ..train import CONFIG, saved_config
 
@@ -87,6 +90,9 @@ def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespa
             except DigitocrError:
                 return args  # not a training config (damaged, or some other file's): the defaults
             return data_args_from_run(args, saved.to_dict())
+    dataset = read_metadata(path).get("dataset") if path.is_file() else None
+    if dataset in DATASETS and args.dataset is None and args.data_dir is None:
+        args.dataset = dataset
     return args
 
 
