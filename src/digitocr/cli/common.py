@@ -35,14 +35,16 @@ port_number = _number_type(int, "port_number", "a whole number", lambda v: 1 <= 
                            f"must be a TCP port from 1 to {MAX_PORT}")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, validation: bool = True) -> None:
+    """--dataset and --data-dir, and --validation-size where a command uses the split (fetch does not)."""
     p.add_argument("--dataset", default=None,
                    help="mnist or fashion-mnist (default: mnist, or a custom IDX set when only --data-dir is given; "
                    "for a run folder's network, the data it trained on)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the four IDX files (raw or .gz), tried before any download (default: none)")
-    p.add_argument("--validation-size", type=non_negative_int, default=None,
-                   help=f"first N training images held out for validation (default: {DEFAULT_VALIDATION_SIZE})")
+    if validation:
+        p.add_argument("--validation-size", type=non_negative_int, default=None,
+                       help=f"first N training images held out for validation (default: {DEFAULT_VALIDATION_SIZE})")
 
 
 def add_compute_args(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from .common import add_data_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download and verify a dataset into the cache")
-    add_data_args(p)
+    add_data_args(p, validation=False)
     p.set_defaults(handler=run)
 
 
