@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             done, end = progress
             if done >= end:
                 say(f"{run_dir} has finished its {cfg.schedule} schedule ({done} iterations); "
-                      f"--iterations N trains it further at its final learning rate")
+                    f"--iterations N trains it further at its final learning rate")
                 return 0
             cfg = dataclasses.replace(cfg, iterations=end - done, epochs=None)
         say(f"Continuing {run_dir} (preset {cfg.preset})")
