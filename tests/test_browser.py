@@ -137,7 +137,7 @@ def test_a_bad_upload_shows_the_servers_error(page, tmp_path):
     bad.write_bytes(b"this is not an image")
     page.click("#tab-photo")
     page.set_input_files("#photo-file", str(bad))
-    alert = page.locator("#error")
+    alert = page.locator("#photo-error")
     sync_api.expect(alert).to_be_visible(timeout=WAIT_MS)
     assert "not an image digitocr can read" in alert.text_content()
 
@@ -152,3 +152,47 @@ def test_phone_sized_screen(browser, server_url, tmp_path):
     wait_for_text(page, "#draw-text", "7")
     page.screenshot(path=tmp_path / "phone.png", full_page=True)
     page.close()
+
+
+def test_a_failed_upload_shows_no_boxes_of_the_photo_before(page, tmp_path, mnist):
+    photo = photo_of_a_number(tmp_path / "number.jpg", mnist)
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/v1/read" in r.url else None)
+    page.click("#tab-photo")
+    page.set_input_files("#photo-file", str(photo))
+    wait_for_text(page, "#photo-text", PHOTO_TEXT)
+    sync_api.expect(page.locator("#photo-boxes rect")).to_have_count(len(PHOTO_TEXT))
+    for attempt in (1, 2):  # the same file chosen again is read again
+        page.set_input_files("#photo-file", str(bad))
+        sync_api.expect(page.locator("#photo-error")).to_be_visible(timeout=WAIT_MS)
+        wait_for_text(page, "#photo-text", "–")
+        assert page.locator("#photo-figure").is_hidden() and page.locator("#photo-boxes rect").count() == 0
+        assert len(requests) == 1 + attempt
+    page.click("#tab-draw")  # each panel keeps its own error
+    assert page.locator("#draw-error").is_hidden()
+    page.click("#tab-photo")
+    assert "not an image digitocr can read" in page.locator("#photo-error").text_content()
+
+
+def test_a_format_the_browser_cannot_show_reads_without_a_preview(page, tmp_path, mnist):
+    tiff = tmp_path / "number.tif"
+    Image.open(photo_of_a_number(tmp_path / "number.jpg", mnist)).save(tiff)
+    page.click("#tab-photo")
+    page.set_input_files("#photo-file", str(tiff))
+    wait_for_text(page, "#photo-text", PHOTO_TEXT)
+    sync_api.expect(page.locator("#photo-no-preview")).to_be_visible(timeout=WAIT_MS)
+    assert page.locator("#photo-figure").is_hidden()  # no broken image, no boxes over nothing
+
+
+def test_an_unreachable_server_is_said_in_words_and_clear_clears_it(page):
+    page.route("**/v1/read*", lambda route: route.abort())
+    draw(page, SEVEN)
+    error = page.locator("#draw-error")
+    sync_api.expect(error).to_contain_text("could not be reached", timeout=WAIT_MS)
+    wait_for_text(page, "#draw-text", "–")  # no earlier reading shown as this drawing's
+    page.focus("#clear")
+    page.keyboard.press("Enter")
+    sync_api.expect(error).to_be_hidden(timeout=WAIT_MS)
+    assert page.evaluate("document.activeElement.id") == "pad"  # focus not dropped to <body>

@@ -8,19 +8,36 @@ const DEBOUNCE_MS = 250; // after a stroke ends, wait this long for the next one
 const INK = "#111";
 const PAPER = "#fff";
 const LINE_WIDTH_FRACTION = 0.045; // of the canvas height: a thick marker, like MNIST's strokes
+const MIN_LABEL_PX = 14; // a box's digit label is at least this tall on screen
+const ANSWER_TIMEOUT_MS = 15000; // the server gives up on a read after 10 s (504); past this it is not answering
 
 const $ = (id) => document.getElementById(id);
 
-function showError(message) {
-  const el = $("error");
+// Each panel has its own error line and busy mark: an error stays with the panel it belongs to.
+function showError(panel, message) {
+  const el = $(`${panel}-error`);
   el.textContent = message || "";
   el.hidden = !message;
+}
+
+function setBusy(panel, busy) {
+  $(`${panel}-busy`).hidden = !busy;
+  $(`${panel}-result`).setAttribute("aria-busy", String(busy));
 }
 
 async function postImage(blob, filename, query) {
   const form = new FormData();
   form.append("image", blob, filename);
-  const response = await fetch(READ_URL + (query || ""), { method: "POST", body: form });
+  let response;
+  try {
+    response = await fetch(READ_URL + (query || ""), {
+      method: "POST", body: form, signal: AbortSignal.timeout(ANSWER_TIMEOUT_MS),
+    });
+  } catch (err) { // no HTTP answer at all: say so in words, not the browser's "Failed to fetch"
+    throw new Error(err.name === "TimeoutError"
+      ? `the server did not answer within ${ANSWER_TIMEOUT_MS / 1000} s`
+      : "the server could not be reached; is it still running?");
+  }
   const body = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
   if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
   return body;
@@ -36,13 +53,16 @@ function setupTabs() {
       t.tabIndex = on ? 0 : -1;
       $(t.getAttribute("aria-controls")).hidden = !on;
     }
-    showError("");
   };
+  // the ARIA tabs pattern: arrows move between tabs, Home and End go to the first and last
+  const keyTarget = { ArrowRight: (i) => (i + 1) % tabs.length, ArrowLeft: (i) => (i + tabs.length - 1) % tabs.length,
+    Home: () => 0, End: () => tabs.length - 1 };
   tabs.forEach((tab, i) => {
     tab.addEventListener("click", () => select(tab));
     tab.addEventListener("keydown", (e) => {
-      if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
-      const next = tabs[(i + (e.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+      if (!(e.key in keyTarget)) return;
+      e.preventDefault();
+      const next = tabs[keyTarget[e.key](i)];
       select(next);
       next.focus();
     });
@@ -55,6 +75,7 @@ function setupPad() {
   const ctx = canvas.getContext("2d");
   const strokes = []; // each stroke: [{x, y}, ...] in canvas pixels
   let current = null;
+  let pointer = null; // the pointer drawing `current`: a second finger or a palm does not join its stroke
   let timer = null;
   let sequence = 0; // answers to older drawings are dropped
 
@@ -93,8 +114,9 @@ function setupPad() {
   }
 
   canvas.addEventListener("pointerdown", (e) => {
-    if (e.button !== 0) return;
+    if (e.button !== 0 || current) return;
     e.preventDefault();
+    pointer = e.pointerId;
     canvas.setPointerCapture(e.pointerId);
     clearTimeout(timer);
     current = [toCanvas(e)];
@@ -103,7 +125,7 @@ function setupPad() {
     updateButtons();
   });
   canvas.addEventListener("pointermove", (e) => {
-    if (!current) return;
+    if (!current || e.pointerId !== pointer) return;
     const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
     for (const ev of events.length ? events : [e]) {
       const p = toCanvas(ev);
@@ -115,24 +137,29 @@ function setupPad() {
       ctx.stroke();
     }
   });
-  const endStroke = () => {
-    if (!current) return;
+  const endStroke = (e) => {
+    if (!current || e.pointerId !== pointer) return;
     current = null;
+    pointer = null;
     scheduleRead();
   };
   canvas.addEventListener("pointerup", endStroke);
   canvas.addEventListener("pointercancel", endStroke);
 
+  // a button that disables itself would drop keyboard focus to <body>: it goes to the canvas instead
+  const keepFocus = () => { if (document.activeElement && document.activeElement.disabled) canvas.focus(); };
   $("undo").addEventListener("click", () => {
     strokes.pop();
     paint();
     updateButtons();
+    keepFocus();
     scheduleRead();
   });
   $("clear").addEventListener("click", () => {
     strokes.length = 0;
     paint();
     updateButtons();
+    keepFocus();
     scheduleRead();
   });
 
@@ -144,18 +171,24 @@ function setupPad() {
   function read() {
     const mine = ++sequence;
     if (strokes.length === 0) {
+      setBusy("draw", false);
+      showError("draw", "");
       showDigits({ text: "", digits: [] });
       return;
     }
+    setBusy("draw", true);
     canvas.toBlob(async (blob) => {
       try {
         const result = await postImage(blob, "drawing.png", "?crops=1");
         if (mine !== sequence) return;
-        showError("");
+        showError("draw", "");
         showDigits(result);
       } catch (err) {
-        if (mine === sequence) showError(`Could not read the drawing: ${err.message}`);
+        if (mine !== sequence) return;
+        showDigits({ text: "", digits: [] }); // what is shown must be this drawing's reading, or nothing
+        showError("draw", `Could not read the drawing: ${err.message}`);
       }
+      if (mine === sequence) setBusy("draw", false);
     }, "image/png");
   }
 
@@ -220,7 +253,15 @@ function setupPhoto() {
   const input = $("photo-file");
   let sequence = 0;
 
-  input.addEventListener("change", () => input.files[0] && readPhoto(input.files[0]));
+  input.addEventListener("change", () => {
+    const file = input.files[0];
+    input.value = ""; // choosing the same file again (after an error, say) must read it again
+    if (file) readPhoto(file);
+  });
+  // a file dropped anywhere else on the page must not replace the page (and the drawing) with the file
+  for (const type of ["dragover", "drop"]) {
+    document.addEventListener(type, (e) => { if (!drop.contains(e.target)) e.preventDefault(); });
+  }
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
   }
@@ -236,21 +277,36 @@ function setupPhoto() {
   async function readPhoto(file) {
     const mine = ++sequence;
     const img = $("photo-img");
+    if (img.src) URL.revokeObjectURL(img.src);
+    // whether the browser can show it (it cannot show TIFF, say), known once the preview loads or fails
+    const preview = new Promise((resolve) => {
+      img.onload = () => resolve(true);
+      img.onerror = () => resolve(false);
+    });
     img.src = URL.createObjectURL(file);
-    $("photo-figure").hidden = false;
+    $("photo-figure").hidden = true; // shown with this photo's boxes, never with another's
+    $("photo-no-preview").hidden = true;
     $("photo-boxes").replaceChildren();
     $("photo-text").textContent = "…";
+    setBusy("photo", true);
     try {
       const result = await postImage(file, file.name);
+      const shown = await preview;
       if (mine !== sequence) return;
-      showError("");
+      showError("photo", "");
       $("photo-text").textContent = result.text || "(no digits found)";
-      if (img.complete && img.naturalWidth) drawBoxes(result); else img.onload = () => drawBoxes(result);
+      if (shown) {
+        $("photo-figure").hidden = false;
+        drawBoxes(result);
+      } else {
+        $("photo-no-preview").hidden = false;
+      }
     } catch (err) {
       if (mine !== sequence) return;
       $("photo-text").textContent = "–";
-      showError(`Could not read ${file.name}: ${err.message}`);
+      showError("photo", `Could not read ${file.name}: ${err.message}`);
     }
+    if (mine === sequence) setBusy("photo", false);
   }
 }
 
@@ -261,13 +317,15 @@ function drawBoxes(result) {
   const w = img.naturalWidth;
   const h = img.naturalHeight;
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  const stroke = Math.max(2, Math.round(Math.max(w, h) / 300));
+  // sizes are in the photo's pixels; a large photo shown small (a phone) still gets readable labels
+  const perScreenPx = w / Math.max(1, img.clientWidth);
+  const stroke = Math.max(2 * perScreenPx, Math.round(Math.max(w, h) / 300));
   svg.replaceChildren(...result.digits.flatMap((d) => {
     const [x, y, bw, bh] = d.box;
     const rect = document.createElementNS(ns, "rect");
     Object.entries({ x, y, width: bw, height: bh, "stroke-width": stroke }).forEach(([k, v]) => rect.setAttribute(k, v));
     const label = document.createElementNS(ns, "text");
-    const size = Math.max(12, Math.round(bh * 0.35));
+    const size = Math.max(MIN_LABEL_PX * perScreenPx, Math.round(bh * 0.35));
     Object.entries({ x, y: Math.max(size, y - stroke * 2), "font-size": size, "stroke-width": stroke })
       .forEach(([k, v]) => label.setAttribute(k, v));
     label.textContent = String(d.digit);
