@@ -83,6 +83,16 @@ def test_read_multipart_and_raw_body_agree_with_the_reader(client, reader):
     assert by_form.json() == reader.read(png, name="seven.png").to_dict()  # the same JSON as `read --json`
 
 
+def test_min_confidence_marks_digits_as_read_does(client):
+    png = drawn([[(60, 60), (140, 140)], [(140, 60), (60, 140)]])  # an X: read as some digit, but not surely
+    [digit] = client.post("/v1/read", content=png).json()["digits"]
+    assert digit["confidence"] < 0.99
+    threshold = digit["confidence"] + 1e-3  # just above this digit's confidence
+    with TestClient(create_app(ServeSettings(model=MODEL, threads=1, min_confidence=threshold))) as strict:
+        body = strict.post("/v1/read", content=png).json()
+    assert body["text"] == "?" and body["digits"][0]["low_confidence"] is True
+
+
 def test_read_with_crops_returns_what_the_network_saw(client, reader):
     png = drawn([SEVEN, [(215, 45), (215, 170)]], size=(270, 200))  # "71"
     body = client.post("/v1/read?crops=1&name=pad.png", content=png).json()

@@ -35,6 +35,17 @@ port_number = _number_type(int, "port_number", "a whole number", lambda v: 1 <= 
                            f"must be a TCP port from 1 to {MAX_PORT}")
 
 
+def probability(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def add_data_args(p: argparse.ArgumentParser, validation: bool = True) -> None:
     """--dataset and --data-dir, and --validation-size where a command uses the split (fetch does not)."""
     p.add_argument("--dataset", default=None,

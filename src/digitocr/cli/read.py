@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .common import positive_int
+from .common import positive_int, probability
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 EXIT_SOME_FAILED = 1  # a batch where some files could not be read (each reported on stderr)
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,
                    help="write an overlay PNG and the network's 28x28 crops per image here (default: none)")
-    p.add_argument("--min-confidence", type=_probability, default=DEFAULT_MIN_CONFIDENCE,
+    p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
                    help=f"digits less certain than this read as '?' (default: {DEFAULT_MIN_CONFIDENCE})")
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images before decoding them (default: {DEFAULT_MAX_PIXELS:,})")
@@ -44,16 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None,
                    help="append JSON lines here instead of printing; files already in it are skipped (default: none)")
     p.set_defaults(handler=run)
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path], bool]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_model_arg, port_number, positive_float, positive_int
+from .common import add_model_arg, port_number, positive_float, positive_int, probability
 
 log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..constants import DEFAULT_MIN_CONFIDENCE
     from ..serve.settings import (
         DEFAULT_HOST,
         DEFAULT_MAX_BYTES,
@@ -36,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"seconds a request may take, upload included (default: {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                    help=f"largest request body (default: {DEFAULT_MAX_BYTES:,})")
+    p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
+                   help="digits below this confidence read as ? and are marked low_confidence, as in `read` "
+                        f"(default: {DEFAULT_MIN_CONFIDENCE:g})")
     p.set_defaults(handler=run)
 
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                             "with several workers each has one core")
     settings = ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port,
                              workers=workers, threads=args.threads, timeout_s=args.timeout,
-                             max_bytes=args.max_bytes)
+                             max_bytes=args.max_bytes, min_confidence=args.min_confidence)
     check_address(args.host, args.port)
     app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"

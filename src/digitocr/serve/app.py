@@ -44,7 +44,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     def load(spec: str) -> Any:  # one intra-op thread: onnxruntime's pool would spin on the other cores
         return load_classifier(spec, settings.backend, threads=1)
 
-    limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes)
+    limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes, min_confidence=settings.min_confidence)
     verifier = VERIFIER if VERIFIER in bundled_models() else None
     # the verifier scores every glyph (and candidate cuts): on the server's backend, like the classifier
     return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None, **limits)

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 
-from ..constants import DEFAULT_CLASSIFIER
+from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE
 from ..imageio import DEFAULT_MAX_PIXELS
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
@@ -35,6 +35,7 @@ class ServeSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_waiting: int = DEFAULT_MAX_WAITING
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # digits below it are marked low_confidence and read "?"
 
     def inference_threads(self) -> int:
         """Readers on threads of the server process (workers == 1); each worker process has one."""
