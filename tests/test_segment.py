@@ -51,6 +51,14 @@ def test_specks_rules_and_frames_are_dropped():
     assert boxes(find_glyphs(ink_of(page))) == clean and len(clean[0]) == 2
 
 
+def test_a_lone_dash_is_not_a_row_of_ones():
+    page = np.zeros((200, 200), np.uint8)
+    cv2.line(page, (20, 100), (70, 100), 1, 12)  # the page's only ink: it sets the "digit height" itself
+    assert find_glyphs(ink_of(page)) == []
+    draw_zero(page, 90, 80)  # beside a digit, the dash is still dropped and the digit kept
+    assert [len(line) for line in find_glyphs(ink_of(page))] == [1]
+
+
 def test_the_bar_of_a_five_joins_its_body():
     page = np.zeros((100, 100), np.uint8)
     cv2.ellipse(page, (50, 62), (14, 14), 0, -120, 160, 1, 4)  # the belly

@@ -27,6 +27,12 @@ RULE_ASPECT = 6.0  # a line this many times longer than thick ...
 RULE_THICKNESS = 0.5  # ... thinner than this fraction of the digit height ...
 RULE_LENGTH = 1.5  # ... and longer than this many digit heights (a 5's bar is shorter) is a ruled line
 TALL_RULE = 2.0  # a vertical stroke taller than this many digit heights is a rule, not a 1
+# A glyph this many times wider than tall that fills its box this much is a bar (a dash, a rule), not digits,
+# even where it is the page's only ink: then it sets the "digit height" itself, the rules above (relative to
+# that height) cannot see it, and a lone dash was cut into a row of 1s. Glyphs are judged after the pieces of
+# a digit are merged (a 5's bar alone is as flat); handwritten digits, touching or not, fill far less.
+BAR_ASPECT = 3.0
+BAR_FILL = 0.6
 FRAME_SPAN = 0.9  # a component spanning this fraction of both image sides ...
 FRAME_FILL = 0.15  # ... with less ink than this fraction of its box is a frame around the page
 BORDER_BLOB = 0.25  # a component touching the image edge and covering this much of it is background
@@ -66,7 +72,7 @@ def find_glyphs(ink: InkMap, min_digit_px: int = MIN_DIGIT_PX) -> list[list[Glyp
     labels, stats = label_components(ink.mask)
     keep = drop_noise(stats, ink.mask.shape)
     groups = merge_fragments(stats, keep, digit_height(stats[keep]))
-    glyphs = [make_glyph(ink.ink, labels, stats, ids) for ids in groups]
+    glyphs = [g for g in (make_glyph(ink.ink, labels, stats, ids) for ids in groups) if not is_bar(g)]
     height = digit_height(np.array([g.box for g in glyphs]).reshape(-1, 4), area=False)
     glyphs = [g for g in glyphs if g.box[3] >= max(SPECK_SIZE * height, min_digit_px)]
     return group_lines(glyphs)
@@ -153,6 +159,12 @@ def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x0, y0 = min(a[0], b[0]), min(a[1], b[1])
     x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
     return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def is_bar(glyph: Glyph) -> bool:
+    """A dash or a rule: flat (BAR_ASPECT) and nearly solid ink (BAR_FILL)."""
+    _, _, w, h = glyph.box
+    return w >= BAR_ASPECT * h and float((glyph.ink > 0).mean()) >= BAR_FILL
 
 
 def make_glyph(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int]) -> Glyph:
