@@ -144,3 +144,15 @@ def test_a_resume_knows_files_by_their_absolute_path(folder, tmp_path, capsys, m
     lines = out.read_text().splitlines()
     assert lines[:2] == [line for line in first if "error" not in line]  # only the broken file was read again
     assert len(lines) == 3 and json.loads(lines[2])["file"] == str(root / "sub" / "broken.png")
+
+
+def test_output_to_a_pipe_streams_instead_of_waiting_to_resume(folder, tmp_path):
+    import subprocess
+    import sys
+
+    root, model, _ = folder
+    cmd = [sys.executable, "-m", "digitocr", "read", str(root / "n0.png"), "--output", "/dev/stdout",
+           "--model", str(model), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # used to hang reading its own pipe
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["file"] == str(root / "n0.png")

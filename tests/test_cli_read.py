@@ -132,3 +132,20 @@ def test_single_bad_file_exits_2_with_one_line(capsys, model, tmp_path, content,
 def test_max_pixels_flag(capsys, folder, model):
     code, _, err = run(capsys, str(folder / "a.png"), "--max-pixels", "100", "--model", str(model))
     assert code == 2 and "limit" in err
+
+
+def test_an_empty_folder_among_inputs_is_reported_and_the_rest_read(capsys, folder, model, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run(capsys, str(empty), str(folder / "a.png"), "--model", str(model))
+    assert code == 1 and out.splitlines() == [f"{folder / 'a.png'}\t0714"]
+    assert f"{empty}: no images in this folder" in err
+    code, _, err = run(capsys, str(empty), str(tmp_path / "*.nothing"), "--model", str(model))
+    assert code == 2 and "no images in this folder" in err and "no files match" in err  # nothing at all: one line
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_file_named_twice_is_read_once(capsys, folder, model, monkeypatch):
+    monkeypatch.chdir(folder)
+    code, out, _ = run(capsys, "a.png", "./a.png", str(folder / "a.png"), "--model", str(model))
+    assert code == 0 and out.splitlines() == ["a.png\t0714"]

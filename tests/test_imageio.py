@@ -189,3 +189,17 @@ def test_truncated_png():
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_grey(tmp_path / "nope.png")
+
+
+def test_an_oversized_array_is_refused_from_its_shape_before_any_copy():
+    import tracemalloc
+
+    huge = np.broadcast_to(np.uint8(255), (20_000, 20_000))  # 400 megapixels that take no memory yet
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError, match="400,000,000 pixels"):
+            load_grey(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # a float copy would be 1.6 GB

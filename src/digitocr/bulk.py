@@ -34,7 +34,7 @@ def completed_files(output: Path) -> set[str]:
 
     if output.is_dir():
         raise DigitocrError(f"--output {output}: is a directory; name a file for the JSON lines")
-    if not output.exists():
+    if not output.is_file():  # new, or a pipe or device (--output /dev/stdout): nothing to resume from
         return set()
     with open(output, "rb") as f:  # a line torn by a kill names no file: that file is read again
         return {file_key(file) for file, is_error in map(_file_of, f) if file is not None and not is_error}
@@ -55,6 +55,8 @@ def compact_output(output: Path) -> int:
     as it is. Streams the file twice: memory grows with the number of files, not the output's size.
     Returns how many lines went."""
     target = output.resolve()
+    if not target.is_file():  # a pipe or a device: nothing to rewrite
+        return 0
     try:
         stale = stale_error_lines(target)
         if stale:

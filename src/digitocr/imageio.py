@@ -71,6 +71,8 @@ def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFA
     """
     if isinstance(image, np.ndarray):
         label = name or "array"
+        if image.ndim in (2, 3):  # refused from its shape, before a float copy of it is made
+            check_pixels(image.shape[1], image.shape[0], max_pixels, label)
         grey = array_to_grey(image, label)
         check_pixels(grey.shape[1], grey.shape[0], max_pixels, label)
         page = GreyImage(grey, (grey.shape[1], grey.shape[0]), label)

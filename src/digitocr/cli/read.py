@@ -46,12 +46,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path], bool]:
-    """Image paths from files, folders and globs; and whether this is a batch (errors don't stop it)."""
+def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path], bool, list[str]]:
+    """Image paths from files, folders and globs, each file once however it is named; whether this is a
+    batch (errors don't stop it); and the inputs that gave no file (an empty folder, a glob matching nothing),
+    which stop a run of that one input but are reported, like a bad file, among several."""
+    from ..bulk import file_key
     from ..errors import DigitocrError
 
     paths: list[Path] = []
+    problems: list[str] = []
     batch = len(args) > 1
+
+    def nothing_in(message: str) -> None:
+        if len(args) == 1:
+            raise DigitocrError(message)
+        problems.append(message)
+
     for arg in args:
         path = Path(arg)
         if path.is_dir():
@@ -59,17 +69,18 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
             found = path.rglob("*") if recursive else path.iterdir()
             images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
-                raise DigitocrError(f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
+                nothing_in(f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
             paths += images
         elif not path.exists() and any(c in arg for c in GLOB_CHARS):
             batch = True
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
             if not matches:
-                raise DigitocrError(f"{arg}: no files match")
+                nothing_in(f"{arg}: no files match")
             paths += matches
         else:
             paths.append(path)
-    return paths, batch
+    once = {file_key(str(p)): p for p in reversed(paths)}  # the first naming of each file is the one kept
+    return [p for p in paths if once.get(file_key(str(p))) is p], batch, problems
 
 
 def format_line(result, as_json: bool) -> str:
@@ -95,11 +106,16 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import set_threads
 
     set_threads(args.threads)
-    paths, batch = expand_inputs(args.images, args.recursive)
+    paths, batch, problems = expand_inputs(args.images, args.recursive)
+    if not paths and problems:  # several inputs, none with a file in it
+        raise DigitocrError("; ".join(problems))
+    for message in problems:
+        print(f"digitocr read: error: {message}", file=sys.stderr)
+    some_failed = EXIT_SOME_FAILED if problems else 0
     if args.output is not None or args.jobs > 1:
         if args.debug_dir is not None:
             raise DigitocrError("--debug-dir works with one process printing to stdout: drop --output and --jobs")
-        return run_bulk(args, paths)
+        return max(run_bulk(args, paths), some_failed)
     reader = Reader(args.model, backend=args.backend, min_confidence=args.min_confidence,
                     max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
     debug_dir = Path(args.debug_dir) if args.debug_dir else None
@@ -121,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"digitocr read: error: {e}", file=sys.stderr)
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
-    return EXIT_SOME_FAILED if failed else 0
+    return EXIT_SOME_FAILED if failed else some_failed
 
 
 def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
