@@ -67,6 +67,14 @@ def test_export_command_checks_against_torch(exported):
     assert report["opset"] >= 17
 
 
+def test_bad_check_arguments_leave_an_existing_export_alone(tmp_path, capsys):
+    out = tmp_path / "good.onnx"
+    out.write_bytes(b"an export that works")
+    assert main(["export", "--model", "seed", "--out", str(out), "--images", str(tmp_path / "x")]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert out.read_bytes() == b"an export that works"
+
+
 def test_export_onto_a_folder_names_the_folder(tmp_path, capsys):
     assert main(["export", "--model", "seed", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model)
     out = Path(args.out) if args.out else default_out(loaded.path)
+    # the check's data is found first: a bad --images/--dataset must not replace a good export and then fail
+    title, split = (None, None) if args.no_check else load_eval_split(args)
     export_onnx(loaded.model, out)
     report = {"model": str(loaded.path), "out": str(out), "format": args.format, "opset": ONNX_OPSET,
               "bytes": out.stat().st_size}
@@ -49,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report))
         return 0
-    title, split = load_eval_split(args)
     eq = check_equivalence(loaded.model, onnx_session(out), split.images)
     report.update(checked_on=title, images=eq.total, max_abs_logit_diff=eq.max_abs_diff,
                   prediction_mismatches=eq.mismatches, identical_predictions=eq.identical,
