@@ -67,6 +67,25 @@ def test_export_command_checks_against_torch(exported):
     assert report["opset"] >= 17
 
 
+def test_an_onnx_model_with_another_interface_is_one_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from digitocr import export
+    from digitocr.errors import DigitocrError
+
+    wrong = tmp_path / "wrong.onnx"
+    with monkeypatch.context() as m:
+        m.setattr(export, "INPUT_NAME", "x")  # someone else's export: another input name
+        export.export_onnx(build_model(ModelConfig()), wrong)
+    with pytest.raises(DigitocrError, match="not a digitocr ONNX export"):
+        export.OnnxClassifier.from_model(wrong)
+    image = tmp_path / "blank.png"
+    Image.new("L", (40, 40), 255).save(image)
+    assert main(["read", str(image), "--model", str(wrong), "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs input 'images'" in err and "\n" not in err
+
+
 def test_bad_check_arguments_leave_an_existing_export_alone(tmp_path, capsys):
     out = tmp_path / "good.onnx"
     out.write_bytes(b"an export that works")
