@@ -229,7 +229,10 @@ def test_pieces_on_two_lines_are_rejoined_when_the_verifier_prefers_the_union():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"min_confidence": 2}, "between 0 and 1"),
     ({"min_confidence": float("nan")}, "between 0 and 1"),
-    ({"max_pixels": 0}, "must be positive"),
+    ({"max_pixels": 0}, "max_pixels must be an integer of at least 1"),
+    ({"min_confidence": "0.5"}, "a number between 0 and 1"),
+    ({"work_pixels": 100}, "work_pixels must be an integer of at least 100,000"),
+    ({"work_pixels": -5}, "work_pixels must be an integer"),
     ({"model": None}, "expected a model name"),
     ({"verifier": "no-such-verifier"}, "--verifier no-such-verifier"),
 ])
@@ -238,6 +241,26 @@ def test_reader_arguments_are_checked_when_it_is_made(model, kwargs, message):
 
     with pytest.raises(DigitocrError, match=message):
         Reader(**{"model": str(model), **kwargs})
+
+
+@pytest.mark.parametrize("answer", [
+    lambda crops: [[0.1] * 10] * len(crops),  # a list: fine, taken as an array
+    lambda crops: np.full(len(crops), 0.1),  # (N,)
+    lambda crops: np.full((len(crops), 5), 0.2),  # too few classes
+    lambda crops: np.full((len(crops) + 1, 10), 0.1),  # another N
+    lambda crops: np.zeros((len(crops), 10)),  # all zero
+    lambda crops: np.full((len(crops), 10), np.nan),
+])
+def test_a_ready_made_classifier_that_breaks_the_contract_is_one_line(digits, answer):
+    from digitocr.errors import DigitocrError
+
+    image = photo("42", Style(), digits)
+    if isinstance(answer(np.zeros((2, 28, 28))), list):
+        assert Reader(answer, verifier=None).read(image).text == "00"
+        return
+    with pytest.raises(DigitocrError, match=r"expected .* probabilities") as e:  # when made (it is probed) or reading
+        Reader(answer, verifier=None).read(image)
+    assert "\n" not in str(e.value)
 
 
 # UCI optdigits #444, a 6 whose loop runs into the image's bottom edge: segmentation takes that big

@@ -32,6 +32,7 @@ from .preprocess import frame_digit, frame_parts, ink_map
 from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pairs
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
+MIN_WORK_PIXELS = 100_000  # below this a page's digits shrink past what the framing can read
 TARGET_HEIGHT = 40  # pages whose digits are taller are read at the scale that makes them this tall
 PREVIEW_MIN_DIGIT_PX = 5  # digits this short in the preview (1/8 of a photo, say) still tell their height
 LOW_CONFIDENCE_MARK = "?"
@@ -94,16 +95,23 @@ class Reader:
                  max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER):
         from .registry import bundled_models
 
-        if not 0 <= min_confidence <= 1:  # also refuses NaN
-            raise DigitocrError(f"min_confidence must be between 0 and 1, got {min_confidence}")
-        if max_pixels < 1 or max_bytes < 1:
-            raise DigitocrError(f"max_pixels and max_bytes must be positive, got {max_pixels} and {max_bytes}")
+        if not _is_number(min_confidence) or not 0 <= min_confidence <= 1:  # also refuses NaN
+            raise DigitocrError(f"min_confidence must be a number between 0 and 1, got {min_confidence!r}")
+        limits = {"max_pixels": max_pixels, "max_bytes": max_bytes, "work_pixels": work_pixels}
+        for name, value in limits.items():
+            least = MIN_WORK_PIXELS if name == "work_pixels" else 1
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < least:
+                raise DigitocrError(f"{name} must be an integer of at least {least:,}, got {value!r}")
         raw = _load(model, backend, "--model")
         if verifier == model and isinstance(model, str | Path):
             verifier = raw  # one network both verifies and reads
+        elif verifier is model:
+            verifier = raw  # one ready-made network both verifies and reads
         elif isinstance(verifier, str | Path):
             use = verifier != VERIFIER or VERIFIER in bundled_models()
             verifier = _load(verifier, backend, "--verifier") if use else None
+        elif verifier is not None:
+            verifier = _load(verifier, backend, "--verifier")
         self.classifier = DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
         self.verifier = verifier
         self._reads_with_verifier = verifier is raw
@@ -346,7 +354,37 @@ def _load(model: Any, backend: str, role: str) -> Any:
     if not callable(model):
         raise DigitocrError(f"{role}: expected a model name, a path or a classifier (crops -> probabilities), "
                             f"got {type(model).__name__}")
-    return model
+    return CheckedClassifier(model)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+class CheckedClassifier:
+    """A ready-made classifier held to the contract the Reader relies on: (N, 28, 28) float32 crops ->
+    (N, C) finite, non-negative probabilities with C >= 10, each row summing above zero. A callable that
+    answers otherwise is a one-line error naming what it answered, not an IndexError deep in the vote."""
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        answer = self.fn(crops)
+        try:
+            out = np.asarray(answer, dtype=np.float32)
+        except (TypeError, ValueError):
+            out = None
+        n = len(crops)
+        if out is None or out.ndim != 2 or out.shape[0] != n or out.shape[1] < NUM_CLASSES \
+                or not np.isfinite(out).all() or (out < 0).any() or not (out.sum(1) > 0).all():
+            got = f"shape {out.shape}" if out is not None else type(answer).__name__
+            raise DigitocrError(f"the classifier {self.fn!r} answered {got} for {n} crops; expected ({n}, "
+                                f"{NUM_CLASSES}) probabilities: finite, non-negative, not all zero")
+        return out
+
+    def __repr__(self) -> str:
+        return repr(self.fn)
 
 
 @contextmanager
