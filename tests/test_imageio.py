@@ -203,3 +203,22 @@ def test_an_oversized_array_is_refused_from_its_shape_before_any_copy():
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000  # a float copy would be 1.6 GB
+
+
+def test_pil_images_and_file_objects_read_as_their_bytes_do(tmp_path):
+    pixels = gradient()
+    path = tmp_path / "g.png"
+    path.write_bytes(encode(Image.fromarray(pixels), "PNG"))
+    want = load_grey(path).pixels
+    with Image.open(path) as img:
+        assert np.array_equal(load_grey(img).pixels, want)
+    with open(path, "rb") as f:
+        page = load_grey(f)
+    assert np.array_equal(page.pixels, want) and page.name == str(path)
+    assert np.array_equal(load_grey(io.BytesIO(path.read_bytes())).pixels, want)
+    with open(path, encoding="latin-1") as f, pytest.raises(ImageError, match="binary mode"):
+        load_grey(f)
+    with pytest.raises(ImageTooLargeError, match="pixels"):  # a PIL image is held to the pixel limit too
+        load_grey(Image.new("L", (6000, 5000)))
+    with pytest.raises(ImageError, match="expected a path"):
+        load_grey(3.5)

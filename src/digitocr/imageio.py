@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .constants import PIXEL_MAX
 from .errors import ImageError, ImageTooLargeError, UnsupportedImageError
@@ -40,7 +41,8 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag phones set instead of rotating the pix
 # (the same turns as PIL.ImageOps.exif_transpose; 5-8 swap width and height)
 UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
            6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].T, 8: lambda a: np.rot90(a, 1)}
-ImageInput = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+# a path, encoded bytes, a binary file object, a numpy array or a PIL image
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | typing.BinaryIO | np.ndarray | Image.Image
 
 
 ScaleChooser = Callable[["GreyImage"], float]  # a preview -> working pixels per original pixel
@@ -69,6 +71,12 @@ def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFA
     Raises ImageTooLargeError above `max_bytes` / `max_pixels`, UnsupportedImageError for other file types
     and ImageError for empty, truncated or undecodable data; every message names the image.
     """
+    if isinstance(image, Image.Image):  # decoded already: upright as a viewer shows it, then as any array
+        label = name or "PIL image"
+        check_pixels(image.width, image.height, max_pixels, label)
+        grey = pil_to_grey(ImageOps.exif_transpose(image))
+        page = GreyImage(grey, (grey.shape[1], grey.shape[0]), label)
+        return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
     if isinstance(image, np.ndarray):
         label = name or "array"
         if image.ndim in (2, 3):  # refused from its shape, before a float copy of it is made
@@ -89,8 +97,15 @@ def read_bytes(image: ImageInput, name: str | None, max_bytes: int) -> tuple[byt
         path = Path(image)
         label = name or str(path)
         data = _read_file(path, label, max_bytes)
+    elif callable(getattr(image, "read", None)):  # an open file, io.BytesIO: one byte past the limit at most
+        label = name or str(getattr(image, "name", "image"))
+        data = image.read(max_bytes + 1)
+        if not isinstance(data, bytes | bytearray):
+            raise ImageError(f"{label}: a file opened in text mode; open it in binary mode ('rb')")
+        data = bytes(data)
     else:
-        raise ImageError(f"{name or 'image'}: expected a path, bytes or a numpy array, got {type(image).__name__}")
+        raise ImageError(f"{name or 'image'}: expected a path, bytes, a file object, a numpy array or a PIL image, "
+                         f"got {type(image).__name__}")
     if len(data) > max_bytes:
         raise ImageTooLargeError(f"{label}: {len(data):,} bytes is more than the limit of {max_bytes:,}")
     if not data:
