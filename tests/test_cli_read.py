@@ -149,3 +149,10 @@ def test_a_file_named_twice_is_read_once(capsys, folder, model, monkeypatch):
     monkeypatch.chdir(folder)
     code, out, _ = run(capsys, "a.png", "./a.png", str(folder / "a.png"), "--model", str(model))
     assert code == 0 and out.splitlines() == ["a.png\t0714"]
+
+
+def test_output_dash_prints_json_lines(capsys, folder, model, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, str(folder / "a.png"), "--output", "-", "--model", str(model))
+    assert code == 0 and json.loads(out)["text"] == "0714"
+    assert not (tmp_path / "-").exists()  # not a file named "-"

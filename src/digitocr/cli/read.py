@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="worker processes, each with its own model; at most one per file and per CPU core (default: 1)")
     p.add_argument("--output", default=None,
-                   help="append JSON lines here instead of printing; files already in it are skipped (default: none)")
+                   help="append JSON lines here instead of printing; files already in it are skipped; - prints "
+                        "them (default: none)")
     p.set_defaults(handler=run)
 
 
@@ -106,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import set_threads
 
     set_threads(args.threads)
+    if args.output == "-":  # the usual spelling of stdout: JSON lines printed, nothing to resume from
+        args.output, args.json = None, True
     paths, batch, problems = expand_inputs(args.images, args.recursive)
     if not paths and problems:  # several inputs, none with a file in it
         raise DigitocrError("; ".join(problems))
