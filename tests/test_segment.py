@@ -208,3 +208,22 @@ def test_part_scores_never_exceed_zero():
 
 def test_blank_gives_no_lines():
     assert find_glyphs(ink_of(np.zeros((50, 50), np.uint8))) == []
+
+
+def test_merging_only_pairs_in_reach_groups_as_all_pairs_do(monkeypatch):
+    """Pieces too far apart ever to merge are never compared; the groups are exactly all pairs' groups."""
+    import itertools
+
+    import digitocr.segment as seg
+
+    rng = np.random.default_rng(0)
+    n, height = 400, 20.0
+    xy = rng.integers(0, 600, (n, 2))
+    wh = rng.integers(2, 24, (n, 2))
+    stats = np.column_stack([xy, wh, wh[:, 0] * wh[:, 1]])  # [x, y, w, h, area] of 400 scattered pieces
+    keep = np.arange(n)
+    fast = seg.merge_fragments(stats, keep, height)
+    monkeypatch.setattr(seg, "_pairs_in_reach", lambda order, boxes, h: itertools.combinations(order, 2))
+    slow = seg.merge_fragments(stats, keep, height)
+    assert sorted(map(sorted, fast)) == sorted(map(sorted, slow))
+    assert len(fast) < n  # some pieces did merge: the comparison is not of two trivial answers
