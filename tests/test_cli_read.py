@@ -156,3 +156,13 @@ def test_output_dash_prints_json_lines(capsys, folder, model, monkeypatch, tmp_p
     code, out, _ = run(capsys, str(folder / "a.png"), "--output", "-", "--model", str(model))
     assert code == 0 and json.loads(out)["text"] == "0714"
     assert not (tmp_path / "-").exists()  # not a file named "-"
+
+
+def test_hidden_files_and_folders_are_skipped_as_globs_skip_them(capsys, folder, model, tmp_path):
+    root = tmp_path / "scans"
+    (root / ".cache").mkdir(parents=True)
+    (root / "a.png").write_bytes((folder / "a.png").read_bytes())
+    (root / ".thumb.png").write_bytes(b"not even an image")
+    (root / ".cache" / "b.png").write_bytes(b"not even an image")
+    code, out, _ = run(capsys, str(root), "--recursive", "--model", str(model))
+    assert code == 0 and out.splitlines() == [f"{root / 'a.png'}\t0714"]

@@ -189,6 +189,8 @@ def test_truncated_png():
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_grey(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="an empty path"):
+        load_grey("")
 
 
 def test_an_oversized_array_is_refused_from_its_shape_before_any_copy():

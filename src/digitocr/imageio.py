@@ -94,6 +94,8 @@ def read_bytes(image: ImageInput, name: str | None, max_bytes: int) -> tuple[byt
     if isinstance(image, bytes | bytearray | memoryview):
         data, label = bytes(image), name or "image"
     elif isinstance(image, str | os.PathLike):
+        if not os.fspath(image):  # Path("") is the working directory: say what was given
+            raise ImageError(f"{name or 'image'}: an empty path names no file")
         path = Path(image)
         label = name or str(path)
         data = _read_file(path, label, max_bytes)

@@ -68,7 +68,9 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
         if path.is_dir():
             batch = True
             found = path.rglob("*") if recursive else path.iterdir()
-            images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            # hidden files and folders are skipped, as the shell's globs and `**` skip them
+            images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not images:
                 nothing_in(f"{arg}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
             paths += images
