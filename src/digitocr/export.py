@@ -132,12 +132,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def check_interface(session, name: str) -> None:
     """An ONNX model made elsewhere must take and give what `digitocr export` writes; anything else is one
     line saying so, not onnxruntime's traceback at the first image."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    batch = inputs[0].shape[0] if len(inputs) == 1 and len(inputs[0].shape) == 4 else None
-    fits = (len(inputs) == 1 and inputs[0].name == INPUT_NAME
-            and list(inputs[0].shape[1:]) == [NUM_CHANNELS, IMAGE_SIZE, IMAGE_SIZE]
-            and not isinstance(batch, int)  # a dynamic batch axis: the reader sends any number of crops
-            and any(o.name == OUTPUT_NAME and len(o.shape) == 2 for o in outputs))
+    inputs = session.get_inputs()
+    shape = inputs[0].shape if len(inputs) == 1 else []
+    fits = (len(shape) == 4 and inputs[0].name == INPUT_NAME and shape[1:] == [NUM_CHANNELS, IMAGE_SIZE, IMAGE_SIZE]
+            and not isinstance(shape[0], int)  # a dynamic batch axis: the reader sends any number of crops
+            and any(o.name == OUTPUT_NAME and len(o.shape) == 2 for o in session.get_outputs()))
     if not fits:
         raise DigitocrError(f"{name}: not a digitocr ONNX export: it needs input '{INPUT_NAME}' (N, 1, {IMAGE_SIZE}, "
                             f"{IMAGE_SIZE}) float32 with a dynamic batch and output '{OUTPUT_NAME}' (N, classes); "

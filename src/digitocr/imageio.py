@@ -79,10 +79,9 @@ def load_grey(image: ImageInput, name: str | None = None, max_pixels: int = DEFA
         return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
     if isinstance(image, np.ndarray):
         label = name or "array"
-        if image.ndim in (2, 3):  # refused from its shape, before a float copy of it is made
-            check_pixels(image.shape[1], image.shape[0], max_pixels, label)
+        if image.ndim in (2, 3):  # refused from its shape, before a float copy of it is made (other shapes:
+            check_pixels(image.shape[1], image.shape[0], max_pixels, label)  # array_to_grey says why not)
         grey = array_to_grey(image, label)
-        check_pixels(grey.shape[1], grey.shape[0], max_pixels, label)
         page = GreyImage(grey, (grey.shape[1], grey.shape[0]), label)
         return _rescale(page, _wanted_scale(page, work_pixels, choose_scale))
     data, label = read_bytes(image, name, max_bytes)

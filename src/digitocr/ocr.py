@@ -103,10 +103,8 @@ class Reader:
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < least:
                 raise DigitocrError(f"{name} must be an integer of at least {least:,}, got {value!r}")
         raw = _load(model, backend, "--model")
-        if verifier == model and isinstance(model, str | Path):
-            verifier = raw  # one network both verifies and reads
-        elif verifier is model:
-            verifier = raw  # one ready-made network both verifies and reads
+        if verifier is model or (verifier == model and isinstance(model, str | Path)):
+            verifier = raw  # one network (a spec or a ready-made one) both verifies and reads
         elif isinstance(verifier, str | Path):
             use = verifier != VERIFIER or VERIFIER in bundled_models()
             verifier = _load(verifier, backend, "--verifier") if use else None

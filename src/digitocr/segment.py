@@ -150,11 +150,12 @@ def _pairs_in_reach(order: list[int], boxes: dict[int, np.ndarray], height: floa
     """
     reach_x, reach_y = max(MERGE_MAX_WIDTH * height, 1.0), max(MERGE_MAX_HEIGHT * height, 1.0)
     rank = {c: r for r, c in enumerate(order)}
+    cell = {c: (int(boxes[c][0] // reach_x), int(boxes[c][1] // reach_y)) for c in order}
     cells: dict[tuple[int, int], list[int]] = {}
     for c in order:
-        cells.setdefault((int(boxes[c][0] // reach_x), int(boxes[c][1] // reach_y)), []).append(c)
+        cells.setdefault(cell[c], []).append(c)
     for a in order:
-        cx, cy = int(boxes[a][0] // reach_x), int(boxes[a][1] // reach_y)
+        cx, cy = cell[a]
         near = [b for dx in (-1, 0, 1) for dy in (-1, 0, 1) for b in cells.get((cx + dx, cy + dy), ())
                 if rank[b] > rank[a]]
         for b in sorted(near, key=rank.__getitem__):

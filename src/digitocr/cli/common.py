@@ -87,7 +87,6 @@ def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespa
     from pathlib import Path
 
     from ..checkpoint import read_metadata
-    from ..config import TrainConfig
     from ..constants import DATASETS
     from ..ensemble import MEMBER_DIR
     from ..train import CONFIG, saved_config
@@ -99,7 +98,7 @@ def data_args_for_model(args: argparse.Namespace, spec: str) -> argparse.Namespa
     for candidate in (folder, folder / MEMBER_DIR.format(0)):
         if (candidate / CONFIG).is_file():
             try:
-                saved: TrainConfig = saved_config(candidate)
+                saved = saved_config(candidate)
             except DigitocrError:
                 return args  # not a training config (damaged, or some other file's): the defaults
             return data_args_from_run(args, saved.to_dict())

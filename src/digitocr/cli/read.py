@@ -82,8 +82,13 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
             paths += matches
         else:
             paths.append(path)
-    once = {file_key(str(p)): p for p in reversed(paths)}  # the first naming of each file is the one kept
-    return [p for p in paths if once.get(file_key(str(p))) is p], batch, problems
+    seen: set[str] = set()
+    unique = []
+    for p in paths:  # the first naming of each file is the one kept
+        if (key := file_key(str(p))) not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, batch, problems
 
 
 def format_line(result, as_json: bool) -> str:
