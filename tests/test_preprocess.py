@@ -9,11 +9,14 @@ import pytest
 from digitocr.preprocess import (
     BOX,
     CONTEXT,
+    HI_RES,
     MNIST_CENTRE,
     MNIST_STROKE_RANGE,
     frame_digit,
     frame_in_context,
     framing,
+    hi_res_mask,
+    ink_box,
     ink_map,
     mnist_stroke_stats,
     stroke_width,
@@ -71,6 +74,36 @@ def test_stroke_width_is_normalised():
     for w in widths:
         assert MNIST_STROKE_RANGE[0] - 0.5 <= w <= MNIST_STROKE_RANGE[1] + 0.5
     assert np.abs(thin - thick).mean() < 0.1
+
+
+def test_a_thick_blurred_loop_is_framed_from_its_cores():
+    """Blur fills a thick 0's hole above the stroke edge's level (0.5) but below its strokes' cores: the
+    classifier's crop, drawn from the cores, shows the hole; the crop from the edge is a blob."""
+    ink = 2.0 * cv2.GaussianBlur(ring(80, 22), (0, 0), 7)  # (112, 80) unclipped ink (InkMap): cores ~1.9
+    assert 0.5 < ink[56, 40] < 1.0  # the hole's centre, ink at the edge's level
+    hole = (slice(12, 16), slice(12, 16))  # the crop's centre
+    assert framing(ink, cores=False)[0][hole].min() > 0.9
+    assert frame_digit(ink)[hole].max() < 0.1
+    alone, in_context = frame_in_context(ink, (0, 0, 80, 112), ink)
+    assert np.array_equal(alone, frame_digit(ink))  # the classifier's view: the cores
+    assert in_context[hole].min() > 0.9  # the verifier's: the edge, as it was trained
+
+
+def test_digits_no_thicker_than_mnist_frame_the_same_from_edge_or_cores(mnist):
+    inks = [i.astype(np.float32) / 255 for i in mnist.images[:100]] + [ring(300, 4), ring(40, 3)]
+    thin = 0
+    for ink in inks:
+        x, y, w, h = ink_box(ink >= 0.5)
+        if stroke_width(hi_res_mask(ink[y:y + h, x:x + w])) / HI_RES <= MNIST_STROKE_RANGE[1]:
+            assert np.array_equal(frame_digit(ink), framing(ink, cores=False)[0])
+            thin += 1
+    assert thin >= 50  # most of MNIST: its widths' upper quartile is the limit
+
+
+def test_ink_darker_than_the_threshold_keeps_its_depth():
+    """The ink map is not clipped at 1 (InkMap): a dark pen's cores read above 1, the strokes' edge at 0.5."""
+    found = ink_map(photo(page_with_rings()))
+    assert found.ink.min() >= 0 and found.ink.max() > 1.2
 
 
 def test_blank_and_tiny_inputs_frame_to_empty():

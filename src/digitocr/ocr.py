@@ -28,7 +28,7 @@ from .constants import DEFAULT_VERIFIER as VERIFIER
 from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
 from .errors import DigitocrError, NoDigitError
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
-from .preprocess import frame_digit, frame_parts, ink_map
+from .preprocess import frame_parts, framings, ink_map
 from .segment import Glyph, find_glyphs, line_height, spaces_before, stacked_pairs
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
@@ -143,12 +143,13 @@ class Reader:
         digit = _paste(glyphs, page.pixels.shape) if glyphs else ink.ink * ink.mask
         if not digit.any():  # read() answers "" here; one digit's probabilities would be a guess at nothing
             raise NoDigitError(f"{page.name}: no ink in the image, so no digit to classify")
-        crop = frame_digit(digit)[None]  # (1, 28, 28)
+        views = framings(digit)  # as read() frames a glyph: from the ink's edge, and from thick strokes' cores
+        crop = views[-1][0][None]  # (1, 28, 28) the classifier's view
         with one_thread():
             probs = self.classifier(crop)
         if self.verifier is None or self._reads_with_verifier:
             return probs[0]
-        _, digits = self.verify(crop)  # as read() does for a whole glyph: the verifier votes
+        _, digits = self.verify(views[0][0][None])  # as read() does for a whole glyph: the verifier votes
         return vote(probs, digits, np.array([WHOLE_VOTE], np.float32))[0]
 
     def verify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -22,7 +22,8 @@ HI_BOX = BOX * HI_RES
 HI_PAD = HI_BOX // 4  # room around the hi-res digit for thickening its strokes
 MNIST_CENTRE = (14.5, 14.5)  # MNIST's mean centre of mass (row, col), pixel centres at index + 0.5
 MNIST_STROKE_RANGE = (1.9, 2.8)  # interquartile stroke width in the 20-px box; widths outside are pulled in
-MIN_STROKE_FRACTION = 0.5  # never erode away more than this fraction of a digit's ink
+MIN_STROKE_FRACTION = 0.5  # never erode away (or threshold away, for cores) more than this fraction of a digit's ink
+CORE_STEP = 1.15  # each rung of the ladder that finds a thick digit's cores raises the ink level this much
 CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the verifier (frame_in_context)
 
 # --- finding ink on a page ---
@@ -51,7 +52,9 @@ HYSTERESIS = 0.6  # pixels above this fraction of the threshold count as ink whe
 
 @dataclass
 class InkMap:
-    """Where the ink is: `ink` (H, W) float32, 0 = paper, 0.5 = stroke edge, 1 = solid stroke."""
+    """Where the ink is: `ink` (H, W) float32, 0 = paper, 0.5 = stroke edge, 1 = solid stroke. Darker ink
+    goes on above 1, in the same units: the cores of thick, blurred strokes stand out from loops that the blur
+    filled in (`core_mask`)."""
 
     ink: np.ndarray
     dark_ink: bool  # the original had dark ink on light paper
@@ -89,7 +92,7 @@ def ink_map(grey: np.ndarray) -> InkMap:
     threshold = ink_threshold(contrast, sigma)
     if threshold is None:
         return InkMap(np.zeros_like(contrast), dark, 1.0)
-    ink = np.clip(contrast * (0.5 / threshold), 0, 1)
+    ink = contrast * (0.5 / threshold)  # not clipped at 1: see InkMap
     return InkMap(hysteresis(ink, max(HYSTERESIS * 0.5, 0.5 * NOISE_SIGMAS * sigma / threshold)), dark, threshold)
 
 
@@ -219,18 +222,35 @@ def ink_threshold(contrast: np.ndarray, sigma: float) -> float | None:
 
 
 def frame_digit(ink: np.ndarray) -> np.ndarray:
-    """(h, w) ink of one digit (0.5 = stroke edge, any size) -> (28, 28) float32 in [0, 1], MNIST-framed."""
+    """(h, w) ink of one digit (0.5 = stroke edge, any size) -> (28, 28) float32 in [0, 1], MNIST-framed, as
+    the classifier sees it (`cores=True` in `framing`)."""
     return framing(ink)[0]
 
 
-def framing(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """frame_digit's crop, and the affine map (2, 3) it applied: ink pixel (col, row) -> field (col, row)."""
+def framing(ink: np.ndarray, cores: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """frame_digit's crop, and the affine map (2, 3) it applied: ink pixel (col, row) -> field (col, row).
+    `cores`: a thick digit is drawn from its strokes' cores (`core_mask`); else from its ink's edge."""
+    return framings(ink, cores=cores)[-1]
+
+
+def framings(ink: np.ndarray, cores: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(crop, map) from the ink's edge, (crop, map) from the strokes' cores], the second only where `cores`
+    and the digit is thick enough for them to differ: one binarisation serves both views of a part."""
     box = ink_box(ink >= 0.5)
     if box is None:
-        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        return [(np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), np.array([[1.0, 0, 0], [0, 1.0, 0]]))]
     x, y, w, h = box
-    mask = hi_res_mask(ink[y:y + h, x:x + w])  # (~h*s, ~w*s) uint8, longest side HI_BOX
-    mask = normalise_stroke(mask)
+    region = ink[y:y + h, x:x + w]
+    edge = hi_res_mask(region)  # (~h*s, ~w*s) uint8, longest side HI_BOX
+    views = [(edge, stroke_width(edge) / HI_RES)]  # (mask, its stroke width in 20-px-box pixels)
+    if cores and views[0][1] > MNIST_STROKE_RANGE[1] and (core := core_mask(region, edge))[0] is not edge:
+        views.append(core)
+    return [_place(normalise_stroke(mask, width), box) for mask, width in views]
+
+
+def _place(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A hi-res mask of the ink at `box` -> (its 28x28 crop, the affine map from ink pixels to the field)."""
+    x, y, w, h = box
     hx, hy, hw, hh = ink_box(mask)
     digit = downsample(mask)
     crop, (top, left) = place_in_field(digit)
@@ -256,16 +276,44 @@ def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def hi_res_mask(ink: np.ndarray) -> np.ndarray:
-    """Resize the ink so its longest side is HI_BOX px and binarise it, padded for thickening. uint8 0/1."""
+    """Resize the ink so its longest side is HI_BOX px and binarise it at the stroke edge (0.5), padded for
+    thickening. uint8 0/1."""
+    mask = (_hi_res(np.minimum(ink, 1)) >= 0.5).astype(np.uint8)
+    if not mask.any():  # a speck thinner than a hi-res pixel
+        mask[mask.shape[0] // 2, mask.shape[1] // 2] = 1
+    return _pad(mask)
+
+
+def _hi_res(ink: np.ndarray) -> np.ndarray:
+    """(h, w) ink -> float32 resized so its longest side is HI_BOX px."""
     h, w = ink.shape
     s = HI_BOX / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    hi = cv2.resize(ink.astype(np.float32), size, interpolation=interp)
-    mask = (hi >= 0.5).astype(np.uint8)
-    if not mask.any():  # a speck thinner than a hi-res pixel
-        mask[mask.shape[0] // 2, mask.shape[1] // 2] = 1
-    return cv2.copyMakeBorder(mask, HI_PAD, HI_PAD, HI_PAD, HI_PAD, cv2.BORDER_CONSTANT, value=0)
+    return cv2.resize(ink.astype(np.float32), size, interpolation=interp)
+
+
+def _pad(hi: np.ndarray) -> np.ndarray:
+    return cv2.copyMakeBorder(hi, HI_PAD, HI_PAD, HI_PAD, HI_PAD, cv2.BORDER_CONSTANT, value=0)
+
+
+def core_mask(ink: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, float]:
+    """A thick digit's strokes cut at the lowest ink level (rungs of CORE_STEP above the edge's 0.5) where they
+    are no wider than MNIST's widest, and their width (20-px-box pixels). `ink` (h, w) unclipped (InkMap),
+    `edge` its hi_res_mask, wider than that.
+
+    A thick pen and blur fill a digit's loops and gaps at the edge's level, which makes a 5 or a 7 a blob
+    that eroding can't reopen; the filled parts stay lighter than the strokes' cores, which a higher level
+    finds. A level that would keep less than MIN_STROKE_FRACTION of the edge's ink is not taken."""
+    hi = _pad(_hi_res(ink))  # (like edge) float32
+    least = MIN_STROKE_FRACTION * float(edge.sum())
+    level, best = 0.5 * CORE_STEP, (edge, stroke_width(edge) / HI_RES)
+    while (mask := (hi >= level).astype(np.uint8)).sum() >= least:
+        best = (mask, stroke_width(mask) / HI_RES)
+        if best[1] <= MNIST_STROKE_RANGE[1]:
+            break
+        level *= CORE_STEP
+    return best
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -275,9 +323,10 @@ def stroke_width(mask: np.ndarray) -> float:
     return float(2 * mask.sum() / perimeter) if perimeter > 0 else 0.0
 
 
-def normalise_stroke(mask: np.ndarray) -> np.ndarray:
-    """Thicken or thin strokes so that, in the 20-px box, they are as wide as MNIST's (hi-res uint8 0/1)."""
-    width = stroke_width(mask) / HI_RES  # in 20-px-box pixels
+def normalise_stroke(mask: np.ndarray, width: float | None = None) -> np.ndarray:
+    """Thicken or thin strokes so that, in the 20-px box, they are as wide as MNIST's (hi-res uint8 0/1);
+    `width`: their width in 20-px-box pixels, if known."""
+    width = stroke_width(mask) / HI_RES if width is None else width
     target = min(max(width, MNIST_STROKE_RANGE[0]), MNIST_STROKE_RANGE[1])  # scalars: np.clip costs 10 us
     radius = round((target - width) * HI_RES / 2)
     if radius == 0:
@@ -319,17 +368,20 @@ def place_in_field(digit: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 
 def frame_in_context(ink: np.ndarray, box: tuple[int, int, int, int], page: np.ndarray) -> tuple[np.ndarray,
                                                                                                 np.ndarray]:
-    """(frame_digit's crop of a part of a page, the same over the rest of the page's ink around it, dimmed
-    to CONTEXT): in the second, whether the part's strokes run on into other ink (a bad cut) or end there
-    (a whole digit) shows. `ink` (h, w) is the part's own ink, at `box` (x, y, w, h) of `page` (H, W)."""
-    crop, m = framing(ink)
+    """(frame_digit's crop of a part of a page: the classifier's view; the part framed from its ink's edge
+    over the rest of the page's ink around it, dimmed to CONTEXT: the verifier's view). In the second, whether
+    the part's strokes run on into other ink (a bad cut) or end there (a whole digit) shows. `ink` (h, w) is
+    the part's own ink, at `box` (x, y, w, h) of `page` (H, W)."""
+    views = framings(ink)
+    crop, m = views[0]  # the verifier's view: from the ink's edge, as it was trained
+    clean = views[-1][0]  # the classifier's: from a thick digit's cores
     x, y, w, h = box
     own = cv2.dilate((ink >= 0.5).astype(np.uint8), np.ones((3, 3), np.uint8))  # the part, and its halo
     scale = float(min(m[0, 0], m[1, 1]))
     reach = int(np.ceil(IMAGE_SIZE / max(scale, 1e-6)))  # page pixels the field can show around the part
     x0, y0 = max(0, x - reach), max(0, y - reach)
     x1, y1 = min(page.shape[1], x + w + reach), min(page.shape[0], y + h + reach)
-    around = page[y0:y1, x0:x1].copy()
+    around = np.minimum(page[y0:y1, x0:x1], 1)  # (h', w') a copy; ink darker than solid counts as solid
     own_region = around[y - y0:y - y0 + h, x - x0:x - x0 + w]
     own_region[own.astype(bool)] = 0
     if scale < 0.5:  # shrinking: average first, as an area resize would
@@ -337,7 +389,7 @@ def frame_in_context(ink: np.ndarray, box: tuple[int, int, int, int], page: np.n
     shift = m.copy()
     shift[:, 2] += m[:, :2] @ np.array([x0 - x, y0 - y])  # window pixel -> part pixel -> field
     context = cv2.warpAffine(around, shift, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR)
-    return crop, np.maximum(crop, CONTEXT * np.clip(context, 0, 1))
+    return clean, np.maximum(crop, CONTEXT * np.clip(context, 0, 1))
 
 
 def frame_parts(parts: list, page: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
