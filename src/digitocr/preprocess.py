@@ -243,7 +243,7 @@ def framings(ink: np.ndarray, cores: bool = True) -> list[tuple[np.ndarray, np.n
     region = ink[y:y + h, x:x + w]
     edge = hi_res_mask(region)  # (~h*s, ~w*s) uint8, longest side HI_BOX
     views = [(edge, stroke_width(edge) / HI_RES)]  # (mask, its stroke width in 20-px-box pixels)
-    if cores and views[0][1] > MNIST_STROKE_RANGE[1] and (core := core_mask(region, edge))[0] is not edge:
+    if cores and views[0][1] > MNIST_STROKE_RANGE[1] and (core := core_mask(region, edge, views[0][1]))[0] is not edge:
         views.append(core)
     return [_place(normalise_stroke(mask, width), box) for mask, width in views]
 
@@ -297,23 +297,44 @@ def _pad(hi: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(hi, HI_PAD, HI_PAD, HI_PAD, HI_PAD, cv2.BORDER_CONSTANT, value=0)
 
 
-def core_mask(ink: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, float]:
+def core_mask(ink: np.ndarray, edge: np.ndarray, width: float) -> tuple[np.ndarray, float]:
     """A thick digit's strokes cut at the lowest ink level (rungs of CORE_STEP above the edge's 0.5) where they
     are no wider than MNIST's widest, and their width (20-px-box pixels). `ink` (h, w) unclipped (InkMap),
-    `edge` its hi_res_mask, wider than that.
+    `edge` its hi_res_mask, `width` the edge's stroke width, wider than that.
 
     A thick pen and blur fill a digit's loops and gaps at the edge's level, which makes a 5 or a 7 a blob
     that eroding can't reopen; the filled parts stay lighter than the strokes' cores, which a higher level
-    finds. A level that would keep less than MIN_STROKE_FRACTION of the edge's ink is not taken."""
-    hi = _pad(_hi_res(ink))  # (like edge) float32
-    least = MIN_STROKE_FRACTION * float(edge.sum())
-    level, best = 0.5 * CORE_STEP, (edge, stroke_width(edge) / HI_RES)
-    while (mask := (hi >= level).astype(np.uint8)).sum() >= least:
-        best = (mask, stroke_width(mask) / HI_RES)
-        if best[1] <= MNIST_STROKE_RANGE[1]:
-            break
-        level *= CORE_STEP
-    return best
+    finds. A level that would keep less than MIN_STROKE_FRACTION of the edge's ink is not taken; without
+    one, `edge` itself (the same object) comes back."""
+    hi = _hi_res(ink)  # (like edge, unpadded) float32: padding would only slow each rung's outline
+    area = float(edge.sum())
+    least = MIN_STROKE_FRACTION * area
+    levels, areas = [], []  # the rungs that keep enough ink, and the ink each keeps (falling)
+    while (kept := np.count_nonzero(hi >= (level := 0.5 * CORE_STEP ** (len(levels) + 1)))) >= least:
+        levels.append(level)
+        areas.append(kept)
+    rungs = len(levels)
+    if not rungs:
+        return edge, width
+    widths: dict[int, tuple[np.ndarray, float]] = {}
+
+    def at(k: int) -> tuple[np.ndarray, float]:
+        if k not in widths:
+            mask = (hi >= levels[k]).astype(np.uint8)
+            widths[k] = (mask, stroke_width(mask) / HI_RES)
+        return widths[k]
+
+    # Walk from the rung whose area a stroke of the wanted width would have (strokes keep their length as
+    # they thin): one or two outlines instead of one per rung. Widths fall as the level rises.
+    k = min(int(np.count_nonzero(np.array(areas) >= area * MNIST_STROKE_RANGE[1] / width)), rungs - 1)
+    if at(k)[1] <= MNIST_STROKE_RANGE[1]:
+        while k > 0 and at(k - 1)[1] <= MNIST_STROKE_RANGE[1]:
+            k -= 1
+    else:
+        while k < rungs - 1 and at(k)[1] > MNIST_STROKE_RANGE[1]:
+            k += 1
+    mask, core_width = at(k)
+    return _pad(mask), core_width
 
 
 def stroke_width(mask: np.ndarray) -> float:
