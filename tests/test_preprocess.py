@@ -9,9 +9,14 @@ import pytest
 from digitocr.preprocess import (
     BOX,
     CONTEXT,
+    CORE_STEP,
     HI_RES,
+    MIN_STROKE_FRACTION,
     MNIST_CENTRE,
     MNIST_STROKE_RANGE,
+    _hi_res,
+    _pad,
+    core_mask,
     frame_digit,
     frame_in_context,
     framing,
@@ -98,6 +103,35 @@ def test_digits_no_thicker_than_mnist_frame_the_same_from_edge_or_cores(mnist):
             assert np.array_equal(frame_digit(ink), framing(ink, cores=False)[0])
             thin += 1
     assert thin >= 50  # most of MNIST: its widths' upper quartile is the limit
+
+
+def test_core_walk_lands_where_climbing_every_rung_would(mnist):
+    """core_mask starts from an estimate and walks; it must take the lowest rung whose strokes are no wider
+    than MNIST's widest (or the last rung that keeps enough ink), as climbing the ladder rung by rung does."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    thick = 0
+    for img in mnist.images[:60]:
+        big = cv2.resize(img.astype(np.float32) / 255, (112, 112), interpolation=cv2.INTER_CUBIC)
+        ink = 2.0 * cv2.GaussianBlur(cv2.dilate(big, kernel), (0, 0), 3)  # a thick, blurred pen
+        x, y, w, h = ink_box(ink >= 0.5)
+        region = ink[y:y + h, x:x + w]
+        edge = hi_res_mask(region)
+        width = stroke_width(edge) / HI_RES
+        if width <= MNIST_STROKE_RANGE[1]:
+            continue
+        thick += 1
+        mask, _ = core_mask(region, edge, width)
+        climbed, level = edge, 0.5 * CORE_STEP  # the reference: every rung, from the bottom
+        while True:
+            rung = _pad((_hi_res(region) >= level).astype(np.uint8))
+            if rung.sum() < MIN_STROKE_FRACTION * edge.sum():
+                break
+            climbed = rung
+            if stroke_width(rung) / HI_RES <= MNIST_STROKE_RANGE[1]:
+                break
+            level *= CORE_STEP
+        assert np.array_equal(mask, climbed)
+    assert thick >= 40
 
 
 def test_ink_darker_than_the_threshold_keeps_its_depth():
