@@ -27,7 +27,7 @@ log = logging.getLogger("photo_crops")
 CHUNKS = 8  # a set's lines are made in this many chunks, whatever the number of workers
 CHUNK_STREAM = 7_777  # chunk c of a set with seed s uses seed s * CHUNK_STREAM + c
 CACHE_SUBDIR = "reader-crops"
-FORMAT = 1  # bump when the generator changes in a way its knobs do not show
+FORMAT = 2  # bump when the generator changes in a way its knobs do not show (2: thick digits' cores)
 
 _IMAGES: tuple[np.ndarray, np.ndarray] | None = None  # (images, labels) for forked workers
 

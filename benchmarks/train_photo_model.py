@@ -47,7 +47,7 @@ from digitocr.inference import predict_logits
 from digitocr.model import build_model
 from digitocr.registry import build_card, load_model
 from digitocr.runtime import autocast, use_bf16
-from photo_crops import cached, crop_set
+from photo_crops import FORMAT, cached, crop_set
 from train_reader_model import CLASSES, NOT_ONE, CropSet, data_checksums, heldout_set, lr_at, scores
 
 log = logging.getLogger("train_photo_model")
@@ -266,7 +266,7 @@ def main() -> int:
     t0 = time.perf_counter()
     crops = crop_set(data.train.images, data.train.labels, r.lines, r.seed, workers=args.workers,
                      cache_dir=None if args.dry_run else cache)
-    held = cached(f"heldout-l{r.heldout_lines}-s{r.seed}", lambda: heldout_set(data.validation, r.seed,
+    held = cached(f"heldout-l{r.heldout_lines}-s{r.seed}-f{FORMAT}", lambda: heldout_set(data.validation, r.seed,
                                                                                 r.heldout_lines),
                   None if args.dry_run else cache)
     data_s = time.perf_counter() - t0

@@ -290,9 +290,8 @@ def make_crop_set(images: np.ndarray, labels: np.ndarray, lines: int, seed: int,
     n_mnist = round(extra * k.mnist_share / (k.mnist_share + k.lowres_share))
     inks = [images[i].astype(np.float32) / PIXEL_MAX for i in pick[:n_mnist]]
     inks += [lowres(images[i], rng, k) for i in pick[n_mnist:]]
-    lone = frame_digits(inks)  # single digits with nothing around them: both views are the same
-    clean.append(lone)
-    context.append(lone)
+    clean.append(frame_digits(inks))  # single digits with nothing around them: the classifier's view ...
+    context.append(frame_digits(inks, cores=False))  # ... and the verifier's (thick ones differ: core_mask)
     ys += [int(labels[i]) for i in pick]
     if progress:
         print(file=sys.stderr)

@@ -285,6 +285,37 @@ def test_classify_takes_all_the_ink_when_segmentation_keeps_none():
         reader.classify(np.zeros((32, 32), np.float32))
 
 
+def test_classify_gives_each_network_its_own_view_of_a_thick_digit():
+    """The classifier sees a thick digit from its cores, the verifier from its ink's edge (as read() does);
+    one network that both reads and verifies gets the edge view, whose answer read() takes."""
+    import cv2
+
+    from digitocr.preprocess import framing, ink_map
+    from digitocr.segment import find_glyphs
+
+    ring = np.zeros((112, 80), np.float32)
+    cv2.ellipse(ring, (40, 56), (29, 45), 0, 0, 360, 1.0, 22)  # a thick 0, its hole filled by blur
+    page = np.pad(1 - 0.8 * np.clip(2 * cv2.GaussianBlur(ring, (0, 0), 7), 0, 1), 40, constant_values=1)
+    ink = ink_map(page.astype(np.float32))
+    (glyph,), = find_glyphs(ink)
+    edge, core = framing(glyph.ink, cores=False)[0], framing(glyph.ink)[0]
+    assert not np.array_equal(edge, core)  # the case this covers
+
+    seen: dict[str, list[np.ndarray]] = {"classifier": [], "verifier": []}
+
+    def network(role: str, outputs: int):
+        def call(crops: np.ndarray) -> np.ndarray:
+            seen[role].append(crops.copy())
+            return np.full((len(crops), outputs), 1.0 / outputs, np.float32)
+        return call
+
+    Reader(network("classifier", 10), verifier=network("verifier", 11)).classify(page)
+    assert np.array_equal(seen["classifier"][-1][0], core) and np.array_equal(seen["verifier"][-1][0], edge)
+    one = network("classifier", 11)
+    Reader(one, verifier=one).classify(page)
+    assert np.array_equal(seen["classifier"][-1][0], edge)
+
+
 @pytest.mark.parametrize(("side", "shade"), [(112, 0.0), (168, 0.0), (84, 0.3), (600, 0.3)])
 def test_one_mnist_digit_filling_a_crop_reads_as_well_as_at_28_px(mnist, side, shade):
     """A crop of one digit, dark on white, the digit filling most of it (MNIST's own framing, enlarged), evenly

@@ -11,7 +11,7 @@ from digitocr.preprocess import (
     CONTEXT,
     CORE_STEP,
     HI_RES,
-    MIN_STROKE_FRACTION,
+    MIN_CORE_FRACTION,
     MNIST_CENTRE,
     MNIST_STROKE_RANGE,
     _hi_res,
@@ -94,6 +94,18 @@ def test_a_thick_blurred_loop_is_framed_from_its_cores():
     assert in_context[hole].min() > 0.9  # the verifier's: the edge, as it was trained
 
 
+def test_a_lighter_stroke_survives_the_cores():
+    """A 7 whose bar is drawn lighter (solid, 1.0) than its thick stem (3.5): a level that cuts the stem to
+    MNIST's width would drop the bar; the cores may not lose a stroke, so the bar stays."""
+    bar, stem = np.zeros((112, 80), np.float32), np.zeros((112, 80), np.float32)
+    cv2.line(bar, (8, 12), (72, 12), 1, 22)
+    cv2.line(stem, (70, 12), (30, 104), 1, 22)
+    ink = cv2.GaussianBlur(np.maximum(1.0 * bar, 3.5 * stem), (0, 0), 2)  # (112, 80) unclipped ink
+    top = (slice(4, 9), slice(None))  # the bar's rows in the crop
+    edge_bar = framing(ink, cores=False)[0][top].sum()
+    assert frame_digit(ink)[top].sum() > 0.8 * edge_bar > 10
+
+
 def test_digits_no_thicker_than_mnist_frame_the_same_from_edge_or_cores(mnist):
     inks = [i.astype(np.float32) / 255 for i in mnist.images[:100]] + [ring(300, 4), ring(40, 3)]
     thin = 0
@@ -123,8 +135,8 @@ def test_core_walk_lands_where_climbing_every_rung_would(mnist):
         mask, _ = core_mask(region, edge, width)
         climbed, level = edge, 0.5 * CORE_STEP  # the reference: every rung, from the bottom
         while True:
-            rung = _pad((_hi_res(region) >= level).astype(np.uint8))
-            if rung.sum() < MIN_STROKE_FRACTION * edge.sum():
+            rung = _pad((_hi_res(region) >= level).astype(np.uint8)) & edge  # within the edge's ink
+            if rung.sum() < MIN_CORE_FRACTION * edge.sum():
                 break
             climbed = rung
             if stroke_width(rung) / HI_RES <= MNIST_STROKE_RANGE[1]:

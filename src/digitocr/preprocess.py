@@ -9,6 +9,7 @@ including its typical stroke width. CLI, Python API and web page all go through 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -22,8 +23,11 @@ HI_BOX = BOX * HI_RES
 HI_PAD = HI_BOX // 4  # room around the hi-res digit for thickening its strokes
 MNIST_CENTRE = (14.5, 14.5)  # MNIST's mean centre of mass (row, col), pixel centres at index + 0.5
 MNIST_STROKE_RANGE = (1.9, 2.8)  # interquartile stroke width in the 20-px box; widths outside are pulled in
-MIN_STROKE_FRACTION = 0.5  # never erode away (or threshold away, for cores) more than this fraction of a digit's ink
-CORE_STEP = 1.15  # each rung of the ladder that finds a thick digit's cores raises the ink level this much
+MIN_STROKE_FRACTION = 0.5  # never erode away more than this fraction of a digit's ink
+CORE_STEP = 1.15  # each rung of the ladder that finds a thick digit's cores raises the ink level this much ...
+MAX_RUNGS = 32  # ... up to 0.5 * 1.15 ** 32 = 44, far above any ink map's depth (0.5 / MIN_INK_CONTRAST)
+MIN_CORE_FRACTION = 0.5  # a rung keeps at least this fraction of the digit's ink ...
+MIN_CORE_COVER = 0.9  # ... and, grown back by the width it took off, covers this much of it (no stroke lost)
 CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the verifier (frame_in_context)
 
 # --- finding ink on a page ---
@@ -230,22 +234,35 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
 def framing(ink: np.ndarray, cores: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """frame_digit's crop, and the affine map (2, 3) it applied: ink pixel (col, row) -> field (col, row).
     `cores`: a thick digit is drawn from its strokes' cores (`core_mask`); else from its ink's edge."""
-    return framings(ink, cores=cores)[-1]
+    views = framings(ink, cores)
+    return views.core if cores else views.edge
 
 
-def framings(ink: np.ndarray, cores: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(crop, map) from the ink's edge, (crop, map) from the strokes' cores], the second only where `cores`
-    and the digit is thick enough for them to differ: one binarisation serves both views of a part."""
+class Views(NamedTuple):
+    """One digit framed two ways, each (crop (28, 28), affine map (2, 3)); `core` is `edge` itself where the
+    digit is no thicker than MNIST's widest strokes (or `cores` was not asked for)."""
+
+    edge: tuple[np.ndarray, np.ndarray]  # from the ink's edge (0.5): the verifier's view
+    core: tuple[np.ndarray, np.ndarray]  # from a thick digit's cores (core_mask): the classifier's view
+
+    @property
+    def cored(self) -> bool:
+        return self.core is not self.edge
+
+
+def framings(ink: np.ndarray, cores: bool = True) -> Views:
+    """Both views of one digit's ink (h, w): one binarisation at the edge serves both."""
     box = ink_box(ink >= 0.5)
     if box is None:
-        return [(np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), np.array([[1.0, 0, 0], [0, 1.0, 0]]))]
+        empty = (np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32), np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+        return Views(empty, empty)
     x, y, w, h = box
     region = ink[y:y + h, x:x + w]
     edge = hi_res_mask(region)  # (~h*s, ~w*s) uint8, longest side HI_BOX
-    views = [(edge, stroke_width(edge) / HI_RES)]  # (mask, its stroke width in 20-px-box pixels)
-    if cores and views[0][1] > MNIST_STROKE_RANGE[1] and (core := core_mask(region, edge, views[0][1]))[0] is not edge:
-        views.append(core)
-    return [_place(normalise_stroke(mask, width), box) for mask, width in views]
+    width = stroke_width(edge) / HI_RES  # in 20-px-box pixels
+    edge_view = _place(normalise_stroke(edge, width), box)
+    core = core_mask(region, edge, width) if cores and width > MNIST_STROKE_RANGE[1] else None
+    return Views(edge_view, edge_view if core is None else _place(normalise_stroke(*core), box))
 
 
 def _place(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -294,47 +311,70 @@ def _hi_res(ink: np.ndarray) -> np.ndarray:
 
 
 def _pad(hi: np.ndarray) -> np.ndarray:
+    """HI_PAD zeros around a hi-res image: room for thickening its strokes."""
     return cv2.copyMakeBorder(hi, HI_PAD, HI_PAD, HI_PAD, HI_PAD, cv2.BORDER_CONSTANT, value=0)
 
 
-def core_mask(ink: np.ndarray, edge: np.ndarray, width: float) -> tuple[np.ndarray, float]:
+def core_mask(ink: np.ndarray, edge: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
     """A thick digit's strokes cut at the lowest ink level (rungs of CORE_STEP above the edge's 0.5) where they
-    are no wider than MNIST's widest, and their width (20-px-box pixels). `ink` (h, w) unclipped (InkMap),
-    `edge` its hi_res_mask, `width` the edge's stroke width, wider than that.
+    are no wider than MNIST's widest, and their width (20-px-box pixels); None where no rung may be taken.
+    `ink` (h, w) unclipped (InkMap), `edge` its hi_res_mask, `width` the edge's stroke width (wider than that).
 
     A thick pen and blur fill a digit's loops and gaps at the edge's level, which makes a 5 or a 7 a blob
     that eroding can't reopen; the filled parts stay lighter than the strokes' cores, which a higher level
-    finds. A level that would keep less than MIN_STROKE_FRACTION of the edge's ink is not taken; without
-    one, `edge` itself (the same object) comes back."""
+    finds. A rung must keep MIN_CORE_FRACTION of the edge's ink and, grown back by the width it took off,
+    cover MIN_CORE_COVER of it: a stroke drawn lighter than the rest (a 7's bar) must not vanish."""
     hi = _hi_res(ink)  # (like edge, unpadded) float32: padding would only slow each rung's outline
-    area = float(edge.sum())
-    least = MIN_STROKE_FRACTION * area
-    levels, areas = [], []  # the rungs that keep enough ink, and the ink each keeps (falling)
-    while (kept := np.count_nonzero(hi >= (level := 0.5 * CORE_STEP ** (len(levels) + 1)))) >= least:
-        levels.append(level)
-        areas.append(kept)
-    rungs = len(levels)
-    if not rungs:
-        return edge, width
-    widths: dict[int, tuple[np.ndarray, float]] = {}
+    inside = edge[HI_PAD:-HI_PAD, HI_PAD:-HI_PAD].view(bool)  # (like hi) the edge's ink, unpadded
+    area = int(np.count_nonzero(inside))
+    levels, areas = _rungs(hi, inside, MIN_CORE_FRACTION * area)
+    if not levels:
+        return None
+    tried: dict[int, tuple[np.ndarray, float]] = {}  # rung -> (its mask, its stroke width)
 
     def at(k: int) -> tuple[np.ndarray, float]:
-        if k not in widths:
-            mask = (hi >= levels[k]).astype(np.uint8)
-            widths[k] = (mask, stroke_width(mask) / HI_RES)
-        return widths[k]
+        if k not in tried:
+            mask = ((hi >= levels[k]) & inside).view(np.uint8)
+            tried[k] = (mask, stroke_width(mask) / HI_RES)
+        return tried[k]
 
-    # Walk from the rung whose area a stroke of the wanted width would have (strokes keep their length as
+    # Walk from the rung whose area a stroke of the wanted width would keep (strokes keep their length as
     # they thin): one or two outlines instead of one per rung. Widths fall as the level rises.
-    k = min(int(np.count_nonzero(np.array(areas) >= area * MNIST_STROKE_RANGE[1] / width)), rungs - 1)
+    k = min(int(np.count_nonzero(areas >= area * MNIST_STROKE_RANGE[1] / width)), len(levels) - 1)
     if at(k)[1] <= MNIST_STROKE_RANGE[1]:
         while k > 0 and at(k - 1)[1] <= MNIST_STROKE_RANGE[1]:
             k -= 1
     else:
-        while k < rungs - 1 and at(k)[1] > MNIST_STROKE_RANGE[1]:
+        while k < len(levels) - 1 and at(k)[1] > MNIST_STROKE_RANGE[1]:
             k += 1
+    while not _covers(*at(k), inside, width):  # a lighter stroke went: take a lower rung
+        if k == 0:
+            return None
+        k -= 1
     mask, core_width = at(k)
     return _pad(mask), core_width
+
+
+def _rungs(hi: np.ndarray, inside: np.ndarray, least: float) -> tuple[list[float], np.ndarray]:
+    """The ink levels core_mask may cut at (rising) and the ink each keeps (falling, at least `least`)."""
+    levels: list[float] = []
+    areas: list[int] = []
+    for n in range(1, MAX_RUNGS + 1):
+        level = 0.5 * CORE_STEP ** n
+        kept = int(np.count_nonzero((hi >= level) & inside))
+        if kept < least:
+            break
+        levels.append(level)
+        areas.append(kept)
+    return levels, np.array(areas)
+
+
+def _covers(core: np.ndarray, core_width: float, inside: np.ndarray, width: float) -> bool:
+    """Does the core, grown back by half the width it took off, cover MIN_CORE_COVER of the edge's ink?"""
+    radius = max(0, int(np.ceil((width - core_width) * HI_RES / 2))) + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    grown = cv2.dilate(core, kernel).view(bool)
+    return np.count_nonzero(grown & inside) >= MIN_CORE_COVER * np.count_nonzero(inside)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -394,8 +434,8 @@ def frame_in_context(ink: np.ndarray, box: tuple[int, int, int, int], page: np.n
     the part's strokes run on into other ink (a bad cut) or end there (a whole digit) shows. `ink` (h, w) is
     the part's own ink, at `box` (x, y, w, h) of `page` (H, W)."""
     views = framings(ink)
-    crop, m = views[0]  # the verifier's view: from the ink's edge, as it was trained
-    clean = views[-1][0]  # the classifier's: from a thick digit's cores
+    crop, m = views.edge  # the verifier's view: from the ink's edge, as it was trained
+    clean = views.core[0]  # the classifier's: from a thick digit's cores
     x, y, w, h = box
     own = cv2.dilate((ink >= 0.5).astype(np.uint8), np.ones((3, 3), np.uint8))  # the part, and its halo
     scale = float(min(m[0, 0], m[1, 1]))
@@ -422,11 +462,12 @@ def frame_parts(parts: list, page: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(clean), np.stack(context)
 
 
-def frame_digits(inks: list[np.ndarray]) -> np.ndarray:
-    """A list of ink crops -> (N, 28, 28) float32 batch for one classifier call."""
+def frame_digits(inks: list[np.ndarray], cores: bool = True) -> np.ndarray:
+    """A list of ink crops -> (N, 28, 28) float32 batch for one call: the classifier's view, or with
+    `cores=False` the verifier's (from the ink's edge)."""
     if not inks:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    return np.stack([frame_digit(i) for i in inks])
+    return np.stack([framing(i, cores)[0] for i in inks])
 
 
 def mnist_stroke_stats(images: np.ndarray) -> dict[str, float]:
