@@ -146,6 +146,25 @@ def test_core_walk_lands_where_climbing_every_rung_would(mnist):
     assert thick >= 40
 
 
+def test_hysteresis_joins_exactly_the_faint_pixels_connected_to_solid_ink():
+    import cv2
+
+    from digitocr.preprocess import hysteresis
+
+    rng = np.random.default_rng(3)
+    ink = cv2.GaussianBlur(rng.random((90, 120)).astype(np.float32), (0, 0), 2) * 1.6 - 0.3
+    low = 0.35
+    weak = (ink >= low).astype(np.uint8)
+    _, labels = cv2.connectedComponents(weak, connectivity=8)
+    solid = set(np.unique(labels[ink >= 0.5])) - {0}
+    want = ink.copy()
+    want[np.isin(labels, list(solid)) & (ink < 0.5)] = 0.5  # the definition, pixel by pixel
+    assert np.count_nonzero(want != ink) > 0 and np.array_equal(hysteresis(ink.copy(), low), want)
+    wide = np.zeros((90, 240), np.float32)
+    wide[:, 10:130] = ink  # a view that no flat reshape can see: the joins must land in the caller's array
+    assert np.array_equal(hysteresis(wide[:, 10:130], low), want) and np.array_equal(wide[:, 10:130], want)
+
+
 def test_ink_darker_than_the_threshold_keeps_its_depth():
     """The ink map is not clipped at 1 (InkMap): a dark pen's cores read above 1, the strokes' edge at 0.5."""
     found = ink_map(photo(page_with_rings()))

@@ -113,8 +113,9 @@ def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
     solid = np.zeros(n, bool)
     solid[labels[ink >= 0.5]] = True
     solid[0] = False
-    joined = solid[labels] & (ink < 0.5)  # (H, W)
-    ink[joined] = 0.5
+    # only the faint pixels' labels are looked up: a lookup over the whole page cost 3x the rest
+    faint = np.flatnonzero((ink < 0.5) & weak.view(bool))  # (F,) flat indices
+    ink.flat[faint[solid[labels.reshape(-1)[faint]]]] = 0.5  # .flat writes through any array, views too
     return ink
 
 
