@@ -1,6 +1,9 @@
 """How well and how fast the Reader reads a generated OCR set (make_ocr_set.py), plus UCI optdigits.
 
     python benchmarks/ocr_accuracy.py --set /tmp/ocr_set2 --model photo --threads 1
+    # the development seeds, summed, with a reader constant changed (no code edit) and the misreads kept:
+    python benchmarks/ocr_accuracy.py --set /tmp/ocr_set1 /tmp/ocr_set3 --no-optdigits \
+        --constant WHOLE_VOTE=1 --json /tmp/dev.json
 
 Prints Markdown tables: per-digit accuracy (Levenshtein alignment against the truth), whole-text exact match
 and images/s per category, and the accuracy of scikit-learn's 8x8 optdigits through the same framing path
@@ -41,31 +44,53 @@ def aligned_correct(truth: str, pred: str) -> int:
     return -prev[-1][1]
 
 
-def read_set(reader, folder: Path, failures: list | None = None, categories: list[str] | None = None,
+def read_set(reader, folder: Path | list[Path], failures: list | None = None, categories: list[str] | None = None,
              repeat: int = 1) -> dict[str, dict[str, float]]:
-    """Per category: images, exact-match rate, digit accuracy, images/s (bytes in memory -> text)."""
-    truth = json.loads((folder / "truth.json").read_text())["images"]
-    truth = [i for i in truth if categories is None or i["category"] in categories] * repeat
+    """Per category: images, exact-match rate, digit accuracy, images/s (bytes in memory -> text). Several
+    folders are read as one set; `failures` gets (folder, file, category, truth, text) per misread image."""
     stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for item in truth:
-        data = (folder / item["file"]).read_bytes()
-        t0, c0 = time.perf_counter(), time.process_time()
-        text = reader.read(data, name=item["file"]).text
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if failures is not None and text != item["text"]:
-            failures.append((item["file"], item["category"], item["text"], text))
-        for key in (item["category"], "all"):
-            s = stats[key]
-            s["images"] += 1
-            s["exact"] += text == item["text"]
-            s["digits"] += len(item["text"].replace("\n", ""))
-            s["correct_digits"] += aligned_correct(item["text"], text)
-            s["seconds"] += seconds
-            s["cpu_seconds"] += cpu
-    return {k: {"images": int(s["images"]), "exact": s["exact"] / s["images"],
+    for one in [folder] if isinstance(folder, Path) else folder:
+        truth = json.loads((one / "truth.json").read_text())["images"]
+        truth = [i for i in truth if categories is None or i["category"] in categories] * repeat
+        for item in truth:
+            data = (one / item["file"]).read_bytes()
+            t0, c0 = time.perf_counter(), time.process_time()
+            text = reader.read(data, name=item["file"]).text
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if failures is not None and text != item["text"]:
+                failures.append((str(one), item["file"], item["category"], item["text"], text))
+            for key in (item["category"], "all"):
+                s = stats[key]
+                s["images"] += 1
+                s["exact"] += text == item["text"]
+                s["digits"] += len(item["text"].replace("\n", ""))
+                s["correct_digits"] += aligned_correct(item["text"], text)
+                s["seconds"] += seconds
+                s["cpu_seconds"] += cpu
+    return {k: {"images": int(s["images"]), "exact": s["exact"] / s["images"], "misses": int(s["images"] - s["exact"]),
                 "digit_accuracy": s["correct_digits"] / s["digits"], "images_per_s": s["images"] / s["seconds"],
                 "images_per_cpu_s": s["images"] / max(s["cpu_seconds"], 1e-9)}
             for k, s in stats.items()}
+
+
+def set_constants(assignments: list[str]) -> dict[str, float]:
+    """NAME=VALUE -> that reader constant (in digitocr.ocr, .cuts, .segment or .preprocess) set to VALUE, for
+    measuring a change without editing the code; an unknown name is an error."""
+    import digitocr.cuts
+    import digitocr.ocr
+    import digitocr.preprocess
+    import digitocr.segment
+
+    done = {}
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        owner = next((m for m in (digitocr.ocr, digitocr.cuts, digitocr.segment, digitocr.preprocess)
+                      if name.isupper() and hasattr(m, name)), None)
+        if owner is None or not value:
+            raise SystemExit(f"--constant {assignment}: no reader constant of that name (NAME=VALUE)")
+        setattr(owner, name, type(getattr(owner, name))(float(value)))
+        done[name] = getattr(owner, name)
+    return done
 
 
 def optdigits(reader) -> dict[str, float]:
@@ -86,11 +111,11 @@ def optdigits(reader) -> dict[str, float]:
 
 def markdown(results: dict, opt: dict | None, model: str) -> str:
     order = ["isolated", "number", "touching", "multiline", "long", "inverted", "photo8", "all"]
-    rows = ["| category | images | exact match | digit accuracy | images/s | images/CPU-s |",
+    rows = ["| category | images | exact match (misses) | digit accuracy | images/s | images/CPU-s |",
             "|---|---:|---:|---:|---:|---:|"]
     for k in [c for c in order if c in results]:
         r = results[k]
-        rows.append(f"| {k} | {r['images']} | {r['exact']:.2%} | {r['digit_accuracy']:.2%} | "
+        rows.append(f"| {k} | {r['images']} | {r['exact']:.2%} ({r['misses']}) | {r['digit_accuracy']:.2%} | "
                     f"{r['images_per_s']:.0f} | {r['images_per_cpu_s']:.0f} |")
     text = f"Model: `{model}`\n\n" + "\n".join(rows)
     if opt:
@@ -111,7 +136,8 @@ def missed_targets(results: dict) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", required=True, help="folder written by make_ocr_set.py")
+    p.add_argument("--set", required=True, nargs="+", type=Path,
+                   help="folder(s) written by make_ocr_set.py; several are read as one set")
     p.add_argument("--model", default="photo", help="model spec (default: photo, the Reader's default)")
     p.add_argument("--verifier", default="reader",
                    help="network that scores cuts of touching digits: bundled name, run folder, checkpoint, "
@@ -123,25 +149,31 @@ def main() -> int:
     p.add_argument("--no-optdigits", action="store_true", help="skip the optdigits table (default: run it)")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed (default: off)")
     p.add_argument("--failures", action="store_true", help="list the misread images (default: off)")
-    p.add_argument("--json", default=None, help="also write the numbers to this JSON file (default: none)")
+    p.add_argument("--json", default=None,
+                   help="also write the numbers and the misread images to this JSON file (default: none)")
+    p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a reader constant (e.g. WHOLE_VOTE=1) before reading; repeatable (default: none)")
     args = p.parse_args()
 
     from digitocr.ocr import Reader
 
+    constants = set_constants(args.constant)
     if args.threads:
         torch.set_num_threads(args.threads)
     reader = Reader(args.model, backend=args.backend, verifier=None if args.verifier == "none" else args.verifier)
     reader.read(np.zeros((28, 28), np.uint8))  # warm-up: the first call pays for lazy initialisation
     failures: list = []
     categories = args.categories.split(",") if args.categories else None
-    results = read_set(reader, Path(args.set), failures, categories, args.repeat)
+    results = read_set(reader, args.set, failures, categories, args.repeat)
     opt = None if args.no_optdigits else optdigits(reader)
     print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, {args.backend}, "
                                  f"{torch.get_num_threads()} threads)"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier, "set": args.set,
+        Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier,
+                                               "set": [str(f) for f in args.set], "constants": constants,
                                                "backend": args.backend, "threads": torch.get_num_threads(),
-                                               "results": results, "optdigits": opt}, indent=1))
+                                               "results": results, "optdigits": opt, "failures": failures},
+                                              indent=1))
     if args.failures:
         for f in failures:
             print("misread:", *(repr(x) for x in f))
