@@ -316,6 +316,21 @@ def test_classify_gives_each_network_its_own_view_of_a_thick_digit():
     assert np.array_equal(seen["classifier"][-1][0], edge)
 
 
+def test_thick_blurred_pens_read_from_their_strokes_cores(mnist):
+    """Digits written with a pen twice MNIST's width and blurred by 2 px: the pen and the blur fill loops
+    that the strokes' cores keep open (preprocess.core_mask). 400 isolated digits of MNIST's test writers,
+    fixed seeds: 96.5% read right with the cores, 93.5% framed from the ink's edge as before them."""
+    test = mnist.test
+    images, labels = test.images[3000:], test.labels[3000:]
+    reader = Reader("photo")
+    right = []
+    for pen, height in ((2.2, 48), (1.8, 40)):
+        for i in range(200):
+            style = Style(height=height, pen=pen, blur_px=2.0, seed=i, page_px=(6 * height, 4 * height))
+            right.append(reader.read(make_image(str(i % 10), style, images, labels)).text == str(i % 10))
+    assert np.mean(right) >= 0.955
+
+
 @pytest.mark.parametrize(("side", "shade"), [(112, 0.0), (168, 0.0), (84, 0.3), (600, 0.3)])
 def test_one_mnist_digit_filling_a_crop_reads_as_well_as_at_28_px(mnist, side, shade):
     """A crop of one digit, dark on white, the digit filling most of it (MNIST's own framing, enlarged), evenly
