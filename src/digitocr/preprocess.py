@@ -246,10 +246,6 @@ class Views(NamedTuple):
     edge: tuple[np.ndarray, np.ndarray]  # from the ink's edge (0.5): the verifier's view
     core: tuple[np.ndarray, np.ndarray]  # from a thick digit's cores (core_mask): the classifier's view
 
-    @property
-    def cored(self) -> bool:
-        return self.core is not self.edge
-
 
 def framings(ink: np.ndarray, cores: bool = True) -> Views:
     """Both views of one digit's ink (h, w): one binarisation at the edge serves both."""
