@@ -144,12 +144,11 @@ class Reader:
         if not digit.any():  # read() answers "" here; one digit's probabilities would be a guess at nothing
             raise NoDigitError(f"{page.name}: no ink in the image, so no digit to classify")
         views = framings(digit)  # as read() frames a glyph: from the ink's edge, and from thick strokes' cores
-        if self._reads_with_verifier:  # one network reads and verifies: read() takes its answer on the edge view
-            with one_thread():
-                return self.classifier(views.edge[0][None])[0]
+        # one network that reads and verifies answers on the edge view, as read() takes its answer
+        crop = (views.edge if self._reads_with_verifier else views.core)[0][None]  # (1, 28, 28)
         with one_thread():
-            probs = self.classifier(views.core[0][None])  # (1, 10) the classifier's view
-        if self.verifier is None:
+            probs = self.classifier(crop)
+        if self.verifier is None or self._reads_with_verifier:
             return probs[0]
         _, digits = self.verify(views.edge[0][None])  # as read() does for a whole glyph: the verifier votes
         return vote(probs, digits, np.array([WHOLE_VOTE], np.float32))[0]

@@ -235,8 +235,7 @@ def frame_digit(ink: np.ndarray) -> np.ndarray:
 def framing(ink: np.ndarray, cores: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """frame_digit's crop, and the affine map (2, 3) it applied: ink pixel (col, row) -> field (col, row).
     `cores`: a thick digit is drawn from its strokes' cores (`core_mask`); else from its ink's edge."""
-    views = framings(ink, cores)
-    return views.core if cores else views.edge
+    return framings(ink, cores).core  # without `cores`, the core view is the edge view
 
 
 class Views(NamedTuple):
