@@ -165,6 +165,19 @@ def test_hysteresis_joins_exactly_the_faint_pixels_connected_to_solid_ink():
     assert np.array_equal(hysteresis(wide[:, 10:130], low), want) and np.array_equal(wide[:, 10:130], want)
 
 
+def test_median_is_numpys_bit_for_bit():
+    from digitocr.preprocess import median
+
+    rng = np.random.default_rng(4)
+    for n in [1, 2, 3, 4, 999, 1000, 50_000, 50_001]:
+        for dtype in (np.float32, np.float64):
+            values = rng.normal(size=n).astype(dtype)
+            for x in (values, np.round(values * 3) / 3, values.reshape(-1, 1)[: n - n % 2].reshape(2, -1) if n > 1
+                      else values):  # plain, many ties, 2-D
+                got, want = median(x), np.median(x)
+                assert got == want and np.asarray(got).dtype == np.asarray(want).dtype, (n, dtype)
+
+
 def test_ink_darker_than_the_threshold_keeps_its_depth():
     """The ink map is not clipped at 1 (InkMap): a dark pen's cores read above 1, the strokes' edge at 0.5."""
     found = ink_map(photo(page_with_rings()))
