@@ -196,7 +196,8 @@ def make_glyph(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list
     for i in ids[1:]:
         box = _union(box, stats[i, :4].astype(int))
     x, y, w, h = (int(v) for v in box)
-    own = np.isin(labels[y:y + h, x:x + w], ids)  # (h, w)
+    window = labels[y:y + h, x:x + w]
+    own = window == ids[0] if len(ids) == 1 else np.isin(window, ids)  # (h, w); isin costs 10x a comparison
     return Glyph((x, y, w, h), np.where(own, ink[y:y + h, x:x + w], 0).astype(np.float32))
 
 
