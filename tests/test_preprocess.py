@@ -262,3 +262,40 @@ def test_border_surface_fits_smooth_lighting_and_refuses_a_shadow_edge():
     np.testing.assert_allclose(border_surface(page)[:, 20:], lighting[:, 20:], atol=1e-3)
     shadowed = lighting * np.where(u < 0.1, 0.6, 1.0)  # a shadow's edge crossing the crop: no smooth surface
     assert border_surface(shadowed) is None
+
+
+def test_turning_a_page_levels_its_lines_and_keeps_every_stroke():
+    """A line of zeros photographed 9 degrees askew: turned level (ocr.level), every glyph is found again,
+    with the ink area of the level page, and each glyph's box maps back around that zero on the page."""
+    from digitocr.ocr import level, page_box
+    from digitocr.segment import deskew_angle, find_glyphs
+
+    page = np.zeros((300, 700), np.float32)
+    for i in range(8):
+        cv2.ellipse(page, (43 + 80 * i, 150), (11, 18), 0, 0, 360, 0.6, 3)
+    page = cv2.GaussianBlur(page, (0, 0), 1.2)  # (H, W) ink coverage
+    m = cv2.getRotationMatrix2D((350, 150), 9, 1.0)  # counter-clockwise as shown: the line rises to the right
+    askew = ink_map(1 - cv2.warpAffine(page, m, (700, 300)))
+    assert deskew_angle(find_glyphs(askew)) == pytest.approx(-9, abs=0.3)
+    turned, lines, to_page = level(askew)
+    assert [len(line) for line in lines] == [8] and deskew_angle(lines) == 0.0
+    assert int(turned.mask.sum()) == pytest.approx(int(ink_map(1 - page).mask.sum()), rel=0.03)
+    # resampling the ink after hysteresis joined its faint edge (exactly 0.5) would have thinned the strokes
+    h, w = askew.ink.shape
+    joined = cv2.warpAffine(askew.ink, cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -9, 1.0), (w, h))
+    assert int((joined >= 0.5).sum()) < 0.9 * int(turned.mask.sum())
+    centres = (np.array([[43 + 80 * i, 150] for i in range(8)], np.float64) @ m[:, :2].T) + m[:, 2]  # on the page
+    for g, (cx, cy) in zip(lines[0], centres, strict=True):
+        x, y, bw, bh = page_box(g.box, to_page)
+        assert x < cx < x + bw and y < cy < y + bh and bh < 50
+
+
+def test_a_level_page_is_not_turned():
+    from digitocr.ocr import level
+
+    page = np.zeros((200, 500), np.float32)
+    for i in range(5):
+        cv2.ellipse(page, (43 + 80 * i, 100), (11, 18), 0, 0, 360, 0.6, 3)
+    ink = ink_map(1 - page)
+    turned, lines, to_page = level(ink)
+    assert turned is ink and to_page is None and [len(line) for line in lines] == [5]

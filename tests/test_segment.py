@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from digitocr.cuts import Lattice, PathSearch, find_cuts
 from digitocr.preprocess import InkMap
@@ -227,3 +228,27 @@ def test_merging_only_pairs_in_reach_groups_as_all_pairs_do(monkeypatch):
     slow = seg.merge_fragments(stats, keep, height)
     assert sorted(map(sorted, fast)) == sorted(map(sorted, slow))
     assert len(fast) < n  # some pieces did merge: the comparison is not of two trivial answers
+
+
+def test_deskew_angle_is_the_lines_slope():
+    from digitocr.segment import MIN_SKEW_DEG, deskew_angle
+
+    def line(degrees: float, n: int, y0: int = 150) -> list[list[Glyph]]:
+        page = np.zeros((400, 700), np.uint8)
+        for i in range(n):
+            draw_zero(page, 20 + 60 * i, y0 + round(60 * i * np.tan(np.radians(degrees))))
+        return find_glyphs(ink_of(page))
+
+    # rows grow downward: a line that falls to the right as shown is levelled by a counter-clockwise turn (+)
+    assert deskew_angle(line(7, 8)) == pytest.approx(7, abs=0.3)
+    assert deskew_angle(line(-12, 8, 300)) == pytest.approx(-12, abs=0.3)
+    assert deskew_angle(line(7, 2)) == 0.0  # two centres: too few to tell the page's slant from the writing
+    assert deskew_angle(line(MIN_SKEW_DEG / 2, 8)) == 0.0  # level enough: not resampled
+
+
+def test_deskew_angle_ignores_glyphs_that_are_not_on_a_line():
+    from digitocr.segment import deskew_angle
+
+    zigzag = [[Glyph((60 * i, 100 + (40 if i % 2 else 0), 26, 40), np.ones((40, 26), np.float32))
+               for i in range(6)]]  # centres 40 px up and down: no straight line
+    assert deskew_angle(zigzag) == 0.0

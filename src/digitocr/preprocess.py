@@ -8,7 +8,7 @@ including its typical stroke width. CLI, Python API and web page all go through 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import cv2
@@ -64,6 +64,10 @@ class InkMap:
     ink: np.ndarray
     dark_ink: bool  # the original had dark ink on light paper
     threshold: float  # contrast (fraction of the paper level) that made 0.5
+    # (H, W) `ink` before hysteresis joined faint stroke pixels to it (None: the same as `ink`), and the level
+    # from which it joined them: what `turn` resamples
+    unjoined: np.ndarray | None = field(default=None, repr=False)
+    join_level: float = 0.5
 
     @property
     def mask(self) -> np.ndarray:
@@ -98,7 +102,30 @@ def ink_map(grey: np.ndarray) -> InkMap:
     if threshold is None:
         return InkMap(np.zeros_like(contrast), dark, 1.0)
     ink = contrast * (0.5 / threshold)  # not clipped at 1: see InkMap
-    return InkMap(hysteresis(ink, max(HYSTERESIS * 0.5, 0.5 * NOISE_SIGMAS * sigma / threshold)), dark, threshold)
+    low = max(HYSTERESIS * 0.5, 0.5 * NOISE_SIGMAS * sigma / threshold)
+    return InkMap(hysteresis(ink.copy(), low), dark, threshold, ink, low)
+
+
+def turn(ink: InkMap, degrees: float, keep: np.ndarray) -> tuple[InkMap, np.ndarray]:
+    """The ink map turned by `degrees` (counter-clockwise as shown, cv2's sense) on a canvas that holds all
+    of it, and the map (2, 3) from the turned map's pixels back to the original's. Only the ink under `keep`
+    (H, W) bool is turned: the glyphs a first look found, so that rules, specks and blobs it dropped, which
+    on the larger canvas no longer touch its edge, stay dropped.
+
+    The ink is resampled before hysteresis joins faint stroke pixels and joined again after: joined pixels
+    sit exactly at the 0.5 edge, and interpolating them with fainter neighbours would thin every stroke (on
+    3,000 generated numbers that misread 12 more than this; a second ink map of the turned grey page, at twice
+    the cost, 3 fewer)."""
+    h, w = ink.ink.shape
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)  # (2, 3) original -> turned
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    size = (int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos)))  # (W', H') holds every corner
+    m[:, 2] += ((size[0] - w) / 2, (size[1] - h) / 2)  # the centre goes to the larger canvas's centre
+    source = ink.ink if ink.unjoined is None else ink.unjoined
+    turned = cv2.warpAffine(np.where(keep, source, 0).astype(np.float32), m, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # (H', W')
+    joined = hysteresis(turned.copy(), ink.join_level)
+    return InkMap(joined, ink.dark_ink, ink.threshold, turned, ink.join_level), cv2.invertAffineTransform(m)
 
 
 def _border(grey: np.ndarray) -> np.ndarray:

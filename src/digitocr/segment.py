@@ -50,6 +50,10 @@ NEAR = 0.1  # ... within this fraction of the digit height of the other
 
 # --- lines ---
 LINE_OVERLAP = 0.4  # vertical overlap with the line's last glyph, as a fraction of the shorter one
+SKEW_GLYPHS = 3  # a line of at least this many glyphs tells the page's slant (two digits' centres: too few) ...
+SKEW_FIT = 0.2  # ... when their centres lie within this many line heights (RMS) of a straight line
+MIN_SKEW_DEG = 1.0  # a page askew by less than this is read as it is (turning resamples the ink)
+MAX_SKEW_DEG = 30.0  # glyphs chained into a line (LINE_OVERLAP) can't climb much steeper than this
 SPACE_GAP = 1.0  # a gap wider than this many line heights is a space
 
 # --- broken digits across lines: pieces that group_lines put on two lines (a 5's top above its hook) ---
@@ -199,6 +203,29 @@ def make_glyph(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list
     window = labels[y:y + h, x:x + w]
     own = window == ids[0] if len(ids) == 1 else np.isin(window, ids)  # (h, w); isin costs 10x a comparison
     return Glyph((x, y, w, h), np.where(own, ink[y:y + h, x:x + w], 0).astype(np.float32))
+
+
+def deskew_angle(lines: list[list[Glyph]]) -> float:
+    """The angle (degrees, counter-clockwise as shown, cv2's sense) to turn a page by so that its lines of
+    digits run level: the mean slope of the lines' glyph centres (weighted by glyphs) over the lines of
+    SKEW_GLYPHS or more whose centres fit a straight line; 0.0 where none does, or the page is level to within
+    MIN_SKEW_DEG. Digits' own slant (a shear of each glyph) leaves their centres on the line."""
+    slopes, weights = [], []
+    for line in lines:
+        if len(line) < SKEW_GLYPHS:
+            continue
+        centres = np.array([(g.box[0] + g.box[2] / 2, g.box[1] + g.box[3] / 2) for g in line])  # (n, 2)
+        x, y = (centres - centres.mean(0)).T
+        if not x.any():
+            continue
+        slope = float(x @ y / (x @ x))  # least squares; image rows grow downward
+        if np.sqrt(np.mean((y - slope * x) ** 2)) <= SKEW_FIT * line_height(line):
+            slopes.append(slope)
+            weights.append(len(line))
+    if not slopes:
+        return 0.0
+    degrees = float(np.degrees(np.arctan(np.average(slopes, weights=weights))))
+    return degrees if MIN_SKEW_DEG <= abs(degrees) <= MAX_SKEW_DEG else 0.0
 
 
 def group_lines(glyphs: list[Glyph]) -> list[list[Glyph]]:
