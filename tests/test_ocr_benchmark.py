@@ -68,3 +68,21 @@ def test_reader_constants_are_set_and_unknown_names_refused():
     for bad in ("NO_SUCH_CONSTANT=1", "WHOLE_VOTE", "Reader=1"):
         with pytest.raises(SystemExit, match="no reader constant"):
             set_constants([bad])
+
+
+def test_ocr_factors_counts_substitutions_by_knob_and_pages_read_differently():
+    from ocr_factors import compare, digit_table
+
+    style = {"height": 30, "pen": 1.0, "blur_px": 0.2, "rotation": -4.0, "jpeg_quality": None, "noise": 0.0}
+    rows = [{"text": "123", "read": "173", "style": style, "clean_right": [True, True, True]},
+            {"text": "45", "read": "4", "style": style, "clean_right": [True, True]},  # a digit lost: not counted
+            {"text": "6\n7", "read": "6\n1", "style": style, "clean_right": [True, False]}]  # a hard writer's 7
+    table = digit_table(rows)
+    assert table[0].startswith("digits on pages read with the right count: 5, misread 2 (40.000%)")
+    assert "misread clean too (hard writers): 1 of 1; the rest: 1 (25.000%)" in table[0]
+    assert "| rotation | [3, 6) | 4 | 1 | 25.000% |" in table  # its size either way; the hard 7 is not in it
+    assert "| jpeg_quality | [0, 1) | 4 | 1 | 25.000% |" in table  # a PNG
+    other = [dict(r, read=r["text"]) for r in rows]
+    assert compare(rows, other) == "pages 3: read right 0 -> 3; 3 newly right, 0 newly wrong"
+    with pytest.raises(SystemExit, match="different pages"):
+        compare(rows, rows[:2])
