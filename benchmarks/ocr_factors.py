@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_ocr_set import Knobs, make_case
+from ocr_accuracy import set_constants
 from ocr_fixtures import digit_pool, make_image
 
 # (knob, bin edges) for the table; "rotation" is its size either way, JPEG quality 0 means PNG
@@ -109,6 +110,8 @@ def main() -> int:
     p.add_argument("--model", default="photo", help="classifier (default: photo)")
     p.add_argument("--verifier", default="reader", help="verifier, or 'none' (default: reader)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a reader constant before reading, as ocr_accuracy.py does; repeatable (default: none)")
     p.add_argument("--out", default=None, help="write every page's row to this JSON file (default: none)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                    help="count the pages that two --out files of the same pages read differently, and stop")
@@ -117,6 +120,7 @@ def main() -> int:
         print(compare(*(json.loads(Path(f).read_text()) for f in args.compare)))
         return 0
     torch.set_num_threads(args.threads)
+    set_constants(args.constant)
     t0 = time.perf_counter()
     rows = read_pages(args)
     seconds = time.perf_counter() - t0

@@ -43,8 +43,9 @@ LINE_SEPARATOR = "\n"
 ACCEPT_SINGLE = 0.8  # a glyph the verifier finds this surely one digit ...
 ACCEPT_ASPECT = 1.3  # ... and no wider than this many line heights is not cut
 PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for parts of cut or joined glyphs
-WHOLE_VOTE = 2.0  # ... and with this power for whole glyphs: it sees the ink around them (a broken-off bar
-# of a 5 that find_glyphs left apart, say), which the classifier does not (chosen on seeds 1 and 3: 0, 1, 2, 3)
+WHOLE_VOTE = 0.5  # ... and with this power for whole glyphs: it sees the ink around them (a broken-off bar
+# of a 5 that find_glyphs left apart, say), which the classifier does not. Chosen of 0, 0.5, 1 and 2 on 9,500
+# generated pages (benchmarks/ocr_factors.py, OCR round 9); 2 until then, chosen on the 2,100 of seeds 1 and 3
 MIN_VOTE = 1e-4
 KEEP_HALO = 5  # a turned page keeps the faint pixels this wide (px) around its glyphs' ink, to resample edges
 TURN_MARGIN = 1.0  # ... and this many line heights of paper around them
