@@ -299,3 +299,16 @@ def test_a_level_page_is_not_turned():
     ink = ink_map(1 - page)
     turned, lines, to_page = level(ink)
     assert turned is ink and to_page is None and [len(line) for line in lines] == [5]
+
+
+def test_a_faint_digit_survives_turning():
+    """A digit whose ink is mostly faint (joined by hysteresis) with a few solid pixels: resampled, those few
+    would average below 0.5 and leave nothing to join the rest to (a leading 6 vanished from a page)."""
+    from digitocr.preprocess import InkMap, hysteresis, turn
+
+    unjoined = np.zeros((80, 80), np.float32)
+    cv2.circle(unjoined, (40, 40), 20, 0.45, 3)  # faint: above the join level (0.3), below the edge (0.5)
+    unjoined[20, 40] = 0.508  # one pixel barely solid
+    ink = InkMap(hysteresis(unjoined.copy(), 0.3), True, 0.5, unjoined, 0.3)
+    turned, _ = turn(ink, 7.0, np.ones(unjoined.shape, bool), margin=10)
+    assert int(turned.mask.sum()) > 0.85 * int(ink.mask.sum())  # the whole ring, a little thinner at its edges

@@ -124,9 +124,12 @@ def turn(ink: InkMap, degrees: float, keep: np.ndarray, margin: int) -> tuple[In
     size = (int(np.ceil(w * cos + h * sin)) + 2 * margin, int(np.ceil(w * sin + h * cos)) + 2 * margin)
     m[:, 2] += ((size[0] - w) / 2, (size[1] - h) / 2)  # the region's centre to the canvas's (W', H')
     turned = cv2.warpAffine(region, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # where the solid ink went, pixel for pixel: a faint digit's few solid pixels, averaged with their joined
+    # neighbours, would fall below 0.5 and leave hysteresis nothing to join the digit to
+    solid = cv2.warpAffine((region >= 0.5).view(np.uint8), m, size, flags=cv2.INTER_NEAREST).view(bool)
     back = cv2.invertAffineTransform(m)  # canvas -> region ...
     back[:, 2] += (x, y)  # ... -> the original
-    return InkMap(hysteresis(turned.copy(), ink.join_level), ink.dark_ink, ink.threshold, turned,
+    return InkMap(hysteresis(turned.copy(), ink.join_level, solid), ink.dark_ink, ink.threshold, turned,
                   ink.join_level), back
 
 
@@ -134,14 +137,20 @@ def _border(grey: np.ndarray) -> np.ndarray:
     return np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
 
 
-def hysteresis(ink: np.ndarray, low: float) -> np.ndarray:
-    """Faint stroke pixels (ink >= low) touching solid ones (>= 0.5) become stroke edge (0.5): no broken strokes."""
+def hysteresis(ink: np.ndarray, low: float, seeds: np.ndarray | None = None) -> np.ndarray:
+    """Faint stroke pixels (ink >= low) touching solid ones (>= 0.5, or `seeds` (H, W) bool) become stroke
+    edge (0.5): no broken strokes."""
     if low >= 0.5:
-        return ink
-    weak = (ink >= low).astype(np.uint8)
+        return ink if seeds is None else np.maximum(ink, 0.5 * seeds, out=ink)
+    weak = ink >= low
+    strong = ink >= 0.5
+    if seeds is not None:
+        weak |= seeds
+        strong |= seeds
+    weak = weak.view(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
     solid = np.zeros(n, bool)
-    solid[labels[ink >= 0.5]] = True
+    solid[labels[strong]] = True
     solid[0] = False
     # only the faint pixels' labels are looked up: a lookup over the whole page cost 3x the rest
     faint = np.flatnonzero((ink < 0.5) & weak.view(bool))  # (F,) flat indices
