@@ -136,3 +136,21 @@ def test_inference_copy_leaves_networks_with_other_layers_to_autocast():
     # SimpleNet's head keeps a BatchNorm1d that is not folded; an Ensemble averages softmaxes
     for net in (simple, Ensemble([best, simple])):
         assert {p.dtype for p in inference_copy(net, bf16=True).parameters()} == {torch.float32}
+
+
+def test_bestnet_runs_as_a_conv_relu_chain_bit_for_bit():
+    from digitocr.inference import ConvReluChain, fold_batchnorm, inference_copy, predict_logits
+    from digitocr.registry import load_model
+
+    trained = load_model("best").model.eval()
+    chain = inference_copy(trained, bf16=True)
+    assert isinstance(chain, ConvReluChain) and len(chain.convs) == 7
+    nested = fold_batchnorm(trained).to(torch.bfloat16)  # the same weights, run through its Sequentials
+    torch.manual_seed(1)
+    for n in (1, 10, 37):
+        x = torch.rand(n, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(predict_logits(chain, x, bf16=True), predict_logits(nested, x, bf16=True))
+    assert ConvReluChain.of(fold_batchnorm(load_model("seed").model)) is None  # max-pools in its forward
+    odd = fold_batchnorm(trained)
+    odd.stage2[1] = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3), torch.nn.Tanh())  # not a ReLU
+    assert ConvReluChain.of(odd) is None
