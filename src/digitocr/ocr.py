@@ -433,7 +433,7 @@ def level(ink: InkMap) -> tuple[InkMap, list[list[Glyph]], np.ndarray | None]:
     """(ink map, its lines of glyphs, the map (2, 3) from its pixels to the page's or None): a page whose lines
     of digits slope (a photo taken askew) is turned level first. MNIST's digits stand upright, and the
     networks misread more the further a page is turned: of 6,000 generated numbers (MNIST's validation and test
-    writers), 255 were misread as they were and 213 turned level (BENCHMARKS.md, OCR round 9). A page without a
+    writers), 255 were misread as they were and 222 turned level (BENCHMARKS.md, OCR round 9). A page without a
     line of SKEW_GLYPHS digits (a lone digit, a pair) is read as it is: one digit's slant is the writer's own."""
     lines = find_glyphs(ink)
     angle = deskew_angle(lines)
