@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_ocr_set import Knobs, make_case
 from ocr_accuracy import set_constants
-from ocr_fixtures import digit_pool, make_image
+from ocr_fixtures import image_indices, make_image
 
 # (knob, bin edges) for the table; "rotation" is its size either way, JPEG quality 0 means PNG
 BINS = {"height": [24, 32, 40, 56, 80, 120, 201], "pen": [0.6, 0.8, 1.0, 1.2, 1.4, 1.61],
@@ -53,7 +53,6 @@ def read_pages(args) -> list[dict]:
     from digitocr.ocr import Reader
 
     split = getattr(load_dataset("mnist", progress=False), args.split)
-    pool = digit_pool(split.labels)
     clean = load_classifier(args.model)  # the classifier on MNIST's own 28x28 images
     x = split.images.astype(np.float32) / 255
     clean_pred = np.concatenate([clean(x[i:i + MNIST_BATCH]).argmax(1) for i in range(0, len(x), MNIST_BATCH)])
@@ -61,8 +60,7 @@ def read_pages(args) -> list[dict]:
     rng, knobs, rows = np.random.default_rng(args.seed), Knobs(), []
     for i in range(args.pages):
         text, style = make_case(args.category, rng, knobs, seed=args.seed * 1_000_000 + i)
-        picks = np.random.default_rng(style.seed + 1_000_003)  # make_image's own draws, repeated
-        index = [int(picks.choice(pool[int(c)])) for line in text.split("\n") for c in line]
+        index = [i for line in image_indices(text, style, split.labels) for i in line]  # make_image's writers
         reading = reader.read(make_image(text, style, split.images, split.labels)).text
         rows.append({"text": text, "read": reading, "style": asdict(style), "mnist": index,
                      "clean_right": [bool(clean_pred[j] == split.labels[j]) for j in index]})
@@ -71,10 +69,11 @@ def read_pages(args) -> list[dict]:
 
 def digit_table(rows: list[dict]) -> list[str]:
     """Substitutions per digit, over pages read with as many digits as they have."""
-    digits = [(row["style"], t != r, ok) for row in rows
-              for t, r, ok in zip(row["text"].replace("\n", ""), row["read"].replace("\n", "").replace(" ", ""),
-                                  row["clean_right"], strict=False)
-              if len(row["read"].replace("\n", "").replace(" ", "")) == len(row["text"].replace("\n", ""))]
+    def bare(text: str) -> str:  # the digits alone: line breaks and spaces are layout
+        return text.replace("\n", "").replace(" ", "")
+
+    digits = [(row["style"], t != r, ok) for row in rows if len(bare(row["read"])) == len(bare(row["text"]))
+              for t, r, ok in zip(bare(row["text"]), bare(row["read"]), row["clean_right"], strict=True)]
     wrong = np.array([w for _, w, _ in digits], bool)
     right_clean = np.array([ok for _, _, ok in digits], bool)
     out = [f"digits on pages read with the right count: {len(digits)}, misread {wrong.sum()} "

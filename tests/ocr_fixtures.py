@@ -26,6 +26,7 @@ INKS = {  # RGB reflectance of the ink; pencil is lighter and grainy
     "pencil": (0.42, 0.42, 0.44),
 }
 PENCIL_GRAIN = 0.35  # pencil strokes lose up to this fraction of their darkness, pixel by pixel
+PICK_SEED_OFFSET = 1_000_003  # make_image draws its writers from the style's seed plus this (not its pixels' rng)
 
 
 @dataclass
@@ -58,10 +59,15 @@ def digit_pool(labels: np.ndarray) -> dict[int, np.ndarray]:
     return {d: np.flatnonzero(labels == d) for d in range(10)}
 
 
+def pick_indices(text: str, pool: dict[int, np.ndarray], rng: np.random.Generator) -> list[list[int]]:
+    """For each line of `text` (digits and newlines), the index of one random MNIST image per digit."""
+    return [[int(rng.choice(pool[int(c)])) for c in line] for line in text.split("\n")]
+
+
 def pick_digits(text: str, images: np.ndarray, pool: dict[int, np.ndarray],
                 rng: np.random.Generator) -> list[list[np.ndarray]]:
     """For each line of `text` (digits and newlines), one random MNIST image per digit."""
-    return [[images[rng.choice(pool[int(c)])] for c in line] for line in text.split("\n")]
+    return [[images[i] for i in line] for line in pick_indices(text, pool, rng)]
 
 
 def digit_ink(image: np.ndarray, height: int, pen: float) -> np.ndarray:
@@ -224,8 +230,13 @@ def encode(rgb: np.ndarray, style: Style) -> bytes:
 
 def make_image(text: str, style: Style, images: np.ndarray, labels: np.ndarray) -> bytes:
     """`text` (digits, newline between lines) written by random MNIST writers, as an encoded image."""
-    rng = np.random.default_rng(style.seed + 1_000_003)
-    return encode(render(pick_digits(text, images, digit_pool(labels), rng), style), style)
+    lines = [[images[i] for i in line] for line in image_indices(text, style, labels)]
+    return encode(render(lines, style), style)
+
+
+def image_indices(text: str, style: Style, labels: np.ndarray) -> list[list[int]]:
+    """The MNIST images (indices, per line) that make_image writes `text` with in `style`."""
+    return pick_indices(text, digit_pool(labels), np.random.default_rng(style.seed + PICK_SEED_OFFSET))
 
 
 # --- for the tests: a small trained model and digits it reads with confidence ---
