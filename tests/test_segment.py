@@ -146,6 +146,51 @@ def test_search_keeps_a_sure_single_digit_whole():
     assert run_search(lat, [0.999], lambda part: 0.9).path() == [lat.whole(0)]
 
 
+def looped_glyph() -> Glyph:
+    """A wide digit with a small loop at its lower left, like a looped 2: a zero and a ring half its height."""
+    page = np.zeros((60, 100), np.uint8)
+    draw_zero(page, 40, 10, h=32, w=30)
+    cv2.circle(page, (35, 35), 6, 1, 4)  # overlaps the zero's left side near its foot
+    [[glyph]] = find_glyphs(ink_of(page))
+    assert glyph.box[2] > glyph.box[3]  # wider than tall: the width prior alone would cut it
+    return glyph
+
+
+@pytest.mark.parametrize("small_part, parts", [(1e-6, 2), (None, 1)])
+def test_a_small_loop_is_not_cut_off_as_a_digit_of_its_own(monkeypatch, small_part, parts):
+    """The loop alone, the zero alone and the whole all look like one digit to this verifier (parts cutting
+    through the zero do not); only the size prior tells the loop from a digit."""
+    import digitocr.cuts
+
+    if small_part is not None:  # the prior switched off, to show that the search would cut the loop off
+        monkeypatch.setattr(digitocr.cuts, "SMALL_PART", small_part)
+    glyph = looped_glyph()
+    lat = Lattice([glyph], glyph.box[3])
+    loop_or_zero = lambda part: 0.95 if max(part.box[2:]) <= 18 or part.box[2] >= 28 else 0.05  # noqa: E731
+    search = run_search(lat, [0.95], loop_or_zero)
+    assert len(search.path()) == parts
+
+
+def test_the_size_prior_spares_whole_glyphs_and_full_size_parts(monkeypatch):
+    import digitocr.cuts
+
+    page = np.zeros((40, 40), np.uint8)
+    cv2.circle(page, (20, 20), 8, 1, 3)
+    [[small]] = find_glyphs(ink_of(page))
+    lat = Lattice([small], 40)
+    assert lat.edge_score(*lat.whole(0), 1.0) == 0.0  # a small glyph standing apart: not cut, no cost
+    glyph = touching_zeros()
+    lat = Lattice([glyph], 40)
+    halves = [(0, j) for j in lat.successors(0) if abs(lat.part(0, j).box[2] - 26) <= 2]  # one zero each
+    slivers = [(0, j) for j in lat.successors(0) if max(lat.part(0, j).box[2:]) < 0.6 * 40]
+    assert halves and slivers
+    with_prior = [lat.edge_score(*e, 1.0) for e in halves + slivers]
+    monkeypatch.setattr(digitocr.cuts, "SMALL_PART", 1e-6)  # the prior switched off
+    without = [lat.edge_score(*e, 1.0) for e in halves + slivers]
+    assert with_prior[:len(halves)] == without[:len(halves)]
+    assert all(a < b for a, b in zip(with_prior[len(halves):], without[len(halves):], strict=True))
+
+
 def test_best_first_search_finds_the_best_path_of_all():
     """Against a second implementation: Viterbi over every part of the lattice, scores made up at random."""
     glyph = touching_zeros()

@@ -33,6 +33,8 @@ MAX_CUTS_PER_HEIGHT = 25  # at most this many cuts per line height of glyph widt
 SLIVER = 0.15  # bits of a neighbouring digit left in a part, below this fraction of its ink, are dropped
 WIDE_ASPECT = 1.0  # single digits are seldom wider than tall: beyond this, ...
 WIDE_SIGMA = 0.25  # ... log-width penalty spread (MNIST training digits: 2.4% wider than 1.25, 0.5% than 1.65)
+SMALL_PART = 0.8  # a part cut from a glyph whose longest side is under this many line heights: MNIST frames every
+SMALL_SIGMA = 0.15  # digit's longest side alike, and one writer's digits are alike in size; log-size penalty spread
 LOG_P_TOUCH = -0.25  # log prior odds of each extra digit hiding in one glyph (touching is the exception)
 CUT_FREE = 3.5  # a cut through up to this much ink costs nothing: touching digits overlap, and a 1 drawn
 # across a 5 is crossed 2-3.5 stroke widths deep (was 1.5, LOG_P_TOUCH -0.5: seeds 1+3 touching 64 -> 56 misses)
@@ -229,13 +231,23 @@ class Lattice:
         return self._parts[(i, j)]
 
     def edge_score(self, i: int, j: int, p_single: float) -> float:
-        """Log-score of reading the part (i, j) as one digit: P(one digit), a width prior, and the cost of
-        its right cut (each inner cut: one more digit hiding in the glyph, through this much ink)."""
+        """Log-score of reading the part (i, j) as one digit: P(one digit), a width prior, a size prior on parts
+        cut from a glyph, and the cost of its right cut (each inner cut: one more digit hiding in the glyph,
+        through this much ink).
+
+        The size prior keeps a mark or a loop from being cut off as a digit of its own: the tick beside a 9
+        read "91", the loop of a looped 2 read "02", a sliver of a thick 1 read "11". A small glyph standing
+        apart is not a cut part and pays nothing."""
         part = self.part(i, j)
-        aspect = max(part.box[2], 1) / max(self.height, 1.0)
+        height = max(self.height, 1.0)
+        aspect = max(part.box[2], 1) / height
         score = np.log(max(p_single, MIN_P)) - 0.5 * (max(np.log(aspect / WIDE_ASPECT), 0.0) / WIDE_SIGMA) ** 2
         m, b = self.glyph_of(j)
-        if b > 0 and j < self.end:  # an inner cut of glyph m
+        inner_right = b > 0 and j < self.end  # j is an inner cut of glyph m (not its right edge)
+        if inner_right or self.glyph_of(i)[1] > 0:  # a part cut from its glyph
+            size = max(part.box[2], part.box[3], 1) / height
+            score -= 0.5 * (min(np.log(size / SMALL_PART), 0.0) / SMALL_SIGMA) ** 2
+        if inner_right:
             score += LOG_P_TOUCH - CUT_WEIGHT * max(0.0, self.cuts[m][b - 1].ink - CUT_FREE)
         return float(score)
 
