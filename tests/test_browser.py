@@ -132,6 +132,11 @@ def test_uploading_a_photo_shows_its_digits_and_boxes(page, tmp_path, mnist):
     page.screenshot(path=tmp_path / "photo.png", full_page=True)
 
 
+def test_confidences_read_as_percentages_never_as_certainty(page):
+    shown = page.evaluate("[1, 0.99996, 0.9996, 0.996, 0.5, 0.0123, 0.0004, 0].map(percent)")
+    assert shown == [">99.9%", ">99.9%", ">99.9%", "99.6%", "50.0%", "1.2%", "<0.1%", "<0.1%"]
+
+
 def test_a_bad_upload_shows_the_servers_error(page, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")

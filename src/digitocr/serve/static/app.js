@@ -202,8 +202,11 @@ function showDigits(result) {
   list.replaceChildren(...result.digits.map(digitCard));
 }
 
+// One decimal, never "100%" nor "0%": a network's 0.996 is not certainty, and its 0.0004 is not impossible.
 function percent(p) {
-  return `${(100 * p).toFixed(p >= 0.995 || p < 0.01 ? 0 : 1)}%`;
+  if (p >= 0.9995) return ">99.9%";
+  if (p < 0.0005) return "<0.1%";
+  return `${(100 * p).toFixed(1)}%`;
 }
 
 function digitCard(d) {
