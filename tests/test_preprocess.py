@@ -264,6 +264,23 @@ def test_border_surface_fits_smooth_lighting_and_refuses_a_shadow_edge():
     assert border_surface(shadowed) is None
 
 
+def test_a_small_noisy_crop_across_a_gradient_takes_a_plane_and_a_digit_filling_it_does_not():
+    from digitocr.preprocess import border_fit, estimate_background
+
+    rng = np.random.default_rng(0)
+    u = np.mgrid[-0.5:0.5:54j, -0.5:0.5:57j][1].astype(np.float32)
+    lighting = 0.6 + 0.25 * u  # (54, 57) a steep gradient across a small crop
+    page = lighting + rng.normal(0, 0.03, u.shape).astype(np.float32)  # too noisy for the quadratic's test
+    page[15:40, 20:26] = 0.2  # a stroke
+    assert border_fit(page) is None
+    plane = border_fit(page, plane=True)
+    assert plane is not None and np.allclose(plane[3:], 0) and abs(plane[1] - 0.25) < 0.03
+    assert np.abs(estimate_background(page) - lighting).max() < 0.03  # one level would be 0.12 off at the sides
+    filled = np.zeros((32, 32), np.float32)  # an 8x8 digit blown up, its ink running off two edges
+    filled[4:28, 0:10] = filled[4:28, 22:32] = filled[4:10, :] = 1.0
+    assert border_fit(filled, plane=True) is None  # nothing to explain: the level is the background
+
+
 def test_turning_a_page_levels_its_lines_and_keeps_every_stroke():
     """A line of zeros photographed 9 degrees askew: turned level (ocr.level), every glyph is found again,
     with the ink area of the level page, and each glyph's box maps back around that zero on the page."""
