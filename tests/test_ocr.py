@@ -14,7 +14,7 @@ from PIL import Image
 
 from digitocr.errors import ImageTooLargeError
 from digitocr.ocr import Reader
-from ocr_fixtures import Style, easy_digits, make_image
+from ocr_fixtures import Style, easy_digits, make_image, mnist_test
 
 NUMBER = "0714"
 STYLES = {
@@ -52,14 +52,15 @@ def test_polarity_and_rotation(reader, digits, style):
     assert reader.read(photo("5289", style, digits)).text == "5289"
 
 
-def test_small_crops_across_a_shadow_read_and_never_blank(reader, digits):
-    """Images of at most 64 px (SMALL_IMAGE_SIDE) took one background level: across a shadow or a gradient, 10
-    of these 13 read blank, against none now (`border_fit`'s plane). Larger ones already read them."""
-    pages = [photo("59", Style(height=24, margin=0.25, gradient=0.4, shadow=0.3, noise=0.015, jpeg_quality=80,
-                               ink="pencil", seed=seed), digits) for seed in range(20)]
-    small = [p for p in pages if max(Image.open(io.BytesIO(p)).size) <= 64]
-    texts = [reader.read(p).text for p in small]
-    assert len(small) >= 10 and "" not in texts and texts.count("59") >= len(small) - 1
+def test_small_crops_across_a_shadow_read_and_never_blank(reader):
+    """Images of at most 64 px (SMALL_IMAGE_SIDE) took one background level: across a shadow or a gradient, 22
+    of these 30 read blank, against none now (`border_fit`'s plane). The digits are fixed MNIST test images,
+    not the model's easiest, so that every machine renders the same pages."""
+    test = mnist_test()
+    texts = [reader.read(make_image("59", Style(height=24, margin=0.25, gradient=0.4, shadow=0.3, noise=0.015,
+                                                jpeg_quality=80, ink="pencil", seed=seed),
+                                    test.images[:2000], test.labels[:2000])).text for seed in range(30)]
+    assert "" not in texts and texts.count("59") >= 20
 
 
 def test_a_phone_photo_stored_sideways_reads_as_shown(reader, digits):
