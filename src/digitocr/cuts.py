@@ -236,7 +236,7 @@ class Lattice:
         through this much ink).
 
         The size prior keeps a mark or a loop from being cut off as a digit of its own: the tick beside a 9
-        read "91", the loop of a looped 2 read "02", a sliver of a thick 1 read "11". A small glyph standing
+        read "91", the loop of a looped 2 read "02", a sliver split off a blob 9 read "19". A small glyph standing
         apart is not a cut part and pays nothing."""
         part = self.part(i, j)
         height = max(self.height, 1.0)

@@ -31,11 +31,12 @@ MIN_CORE_COVER = 0.9  # ... and, grown back by the width it took off, covers thi
 CONTEXT = 0.4  # brightness of the ink around a part, framed with it for the verifier (frame_in_context)
 
 # --- finding ink on a page ---
-SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level (the image is probably one digit)
+SMALL_IMAGE_SIDE = 64  # at most this long: the background is one level or a plane (the image is probably one digit)
 CROP_SIDE = 512  # at most this long, a border explained by a smooth surface makes that the background
 EVEN_PERCENTILES = (5, 95)  # the border's spread about the surface, between these percentiles, ...
 BORDER_FITS = 3  # ... after this many robust fits, ...
 QUADRATIC_TERMS, PLANE_TERMS = 6, 3  # the surface's terms (_quadratic_terms), and a plane's
+PLANE_SPREAD = 0.5  # a small image's plane leaves at most this share of its border's spread about one level
 BORDER_OUTLIER = 4.0  # ... each dropping border pixels this many noise sigmas off (ink touching the edge)
 MIN_BORDER_SIGMA = 0.005  # a noise-free border still keeps pixels this close
 SUNK_SHARE = 0.01  # the usual background strays from the border's surface over this much of a crop: use it
@@ -239,7 +240,7 @@ def border_fit(grey: np.ndarray, plane: bool = False) -> np.ndarray | None:
     lo, hi = np.percentile(residual[keep], EVEN_PERCENTILES)
     if plane:
         level_lo, level_hi = np.percentile(values[keep], EVEN_PERCENTILES)
-        return np.pad(coef, (0, QUADRATIC_TERMS - n_terms)) if hi - lo < 0.5 * (level_hi - level_lo) else None
+        return np.pad(coef, (0, QUADRATIC_TERMS - n_terms)) if hi - lo < PLANE_SPREAD * (level_hi - level_lo) else None
     paper = max(float(median(values - residual)), BG_FLOOR)
     return coef if hi - lo < 0.5 * MIN_INK_CONTRAST * paper else None
 
