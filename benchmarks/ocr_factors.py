@@ -6,9 +6,10 @@
 
 Generates --pages images of one category with make_ocr_set's style ranges, written by MNIST writers of
 --split (`validation`, the first 5,000 training images, which no bundled network trained on; or `test`), and
-reads each one. Prints the exact-match rate and, over the digits of pages read with the right number of
-digits, the substitution rate, split into digits that the classifier also misreads as MNIST gave them
-(framed already, clean: hard writers) and the rest (what the photo did), the rest by knob. --out keeps every
+reads each one. Prints the exact-match rate, the misread pages by kind (digits substituted, a digit extra or
+missing, the layout only) and, over the digits of pages read with the right number of digits, the
+substitution rate, split into digits that the classifier also misreads as MNIST gave them (framed already,
+clean: hard writers) and the rest (what the photo did), the rest by knob. --out keeps every
 page (text, reading, style, MNIST indices) so that --compare can count the pages two versions read differently.
 """
 
@@ -67,11 +68,27 @@ def read_pages(args) -> list[dict]:
     return rows
 
 
+def bare(text: str) -> str:
+    """The digits alone: line breaks and spaces are layout."""
+    return text.replace("\n", "").replace(" ", "")
+
+
+def error_kinds(rows: list[dict]) -> dict[str, int]:
+    """Misread pages by what went wrong: digits substituted (as many as written), a digit extra or missing
+    (segmentation: a piece read as a digit, touching digits read as one), or only the layout (spaces, lines)."""
+    kinds = {"substituted": 0, "extra digit": 0, "missing digit": 0, "layout only": 0}
+    for row in rows:
+        text, read = bare(row["text"]), bare(row["read"])
+        if row["text"] == row["read"]:
+            continue
+        kind = ("layout only" if text == read else "substituted" if len(text) == len(read)
+                else "extra digit" if len(read) > len(text) else "missing digit")
+        kinds[kind] += 1
+    return kinds
+
+
 def digit_table(rows: list[dict]) -> list[str]:
     """Substitutions per digit, over pages read with as many digits as they have."""
-    def bare(text: str) -> str:  # the digits alone: line breaks and spaces are layout
-        return text.replace("\n", "").replace(" ", "")
-
     digits = [(row["style"], t != r, ok) for row in rows if len(bare(row["read"])) == len(bare(row["text"]))
               for t, r, ok in zip(bare(row["text"]), bare(row["read"]), row["clean_right"], strict=True)]
     wrong = np.array([w for _, w, _ in digits], bool)
@@ -128,6 +145,7 @@ def main() -> int:
     exact = np.mean([r["text"] == r["read"] for r in rows])
     print(f"{args.pages} {args.category} pages, MNIST {args.split} writers, seed {args.seed}: exact match "
           f"{exact:.2%} ({sum(r['text'] != r['read'] for r in rows)} misread), {seconds:.0f} s")
+    print("misread pages by kind: " + ", ".join(f"{kind} {n}" for kind, n in error_kinds(rows).items()))
     print("\n".join(digit_table(rows)))
     return 0
 

@@ -71,7 +71,7 @@ def test_reader_constants_are_set_and_unknown_names_refused():
 
 
 def test_ocr_factors_counts_substitutions_by_knob_and_pages_read_differently():
-    from ocr_factors import compare, digit_table
+    from ocr_factors import compare, digit_table, error_kinds
 
     style = {"height": 30, "pen": 1.0, "blur_px": 0.2, "rotation": -4.0, "jpeg_quality": None, "noise": 0.0}
     rows = [{"text": "123", "read": "173", "style": style, "clean_right": [True, True, True]},
@@ -82,6 +82,8 @@ def test_ocr_factors_counts_substitutions_by_knob_and_pages_read_differently():
     assert "misread clean too (hard writers): 1 of 1; the rest: 1 (25.000%)" in table[0]
     assert "| rotation | [3, 6) | 4 | 1 | 25.000% |" in table  # its size either way; the hard 7 is not in it
     assert "| jpeg_quality | [0, 1) | 4 | 1 | 25.000% |" in table  # a PNG
+    more = [{"text": "12", "read": "121"}, {"text": "1 2", "read": "12"}, {"text": "12", "read": "12"}]
+    assert error_kinds(rows + more) == {"substituted": 2, "extra digit": 1, "missing digit": 1, "layout only": 1}
     other = [dict(r, read=r["text"]) for r in rows]
     assert compare(rows, other) == "pages 3: read right 0 -> 3; 3 newly right, 0 newly wrong"
     with pytest.raises(SystemExit, match="different pages"):
