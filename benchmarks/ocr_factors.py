@@ -78,9 +78,9 @@ def error_kinds(rows: list[dict]) -> dict[str, int]:
     (segmentation: a piece read as a digit, touching digits read as one), or only the layout (spaces, lines)."""
     kinds = {"substituted": 0, "extra digit": 0, "missing digit": 0, "layout only": 0}
     for row in rows:
-        text, read = bare(row["text"]), bare(row["read"])
         if row["text"] == row["read"]:
             continue
+        text, read = bare(row["text"]), bare(row["read"])
         kind = ("layout only" if text == read else "substituted" if len(text) == len(read)
                 else "extra digit" if len(read) > len(text) else "missing digit")
         kinds[kind] += 1

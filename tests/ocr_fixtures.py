@@ -230,13 +230,16 @@ def encode(rgb: np.ndarray, style: Style) -> bytes:
 
 def make_image(text: str, style: Style, images: np.ndarray, labels: np.ndarray) -> bytes:
     """`text` (digits, newline between lines) written by random MNIST writers, as an encoded image."""
-    lines = [[images[i] for i in line] for line in image_indices(text, style, labels)]
-    return encode(render(lines, style), style)
+    return encode(render(pick_digits(text, images, digit_pool(labels), _writers_rng(style)), style), style)
 
 
 def image_indices(text: str, style: Style, labels: np.ndarray) -> list[list[int]]:
     """The MNIST images (indices, per line) that make_image writes `text` with in `style`."""
-    return pick_indices(text, digit_pool(labels), np.random.default_rng(style.seed + PICK_SEED_OFFSET))
+    return pick_indices(text, digit_pool(labels), _writers_rng(style))
+
+
+def _writers_rng(style: Style) -> np.random.Generator:
+    return np.random.default_rng(style.seed + PICK_SEED_OFFSET)
 
 
 # --- for the tests: a small trained model and digits it reads with confidence ---
