@@ -142,6 +142,8 @@ def main() -> int:
     p.add_argument("--verifier", default="reader",
                    help="network that scores cuts of touching digits: bundled name, run folder, checkpoint, "
                         "or 'none' for the classifier's confidence (default: reader)")
+    p.add_argument("--second", default="auto",
+                   help="network asked about unsure digits, 'none', or 'auto' as `digitocr read` (default: auto)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1; 0: torch's default)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--categories", default=None, help="only these categories, comma-separated (default: all)")
@@ -160,16 +162,17 @@ def main() -> int:
     constants = set_constants(args.constant)
     if args.threads:
         torch.set_num_threads(args.threads)
-    reader = Reader(args.model, backend=args.backend, verifier=None if args.verifier == "none" else args.verifier)
+    reader = Reader(args.model, backend=args.backend, verifier=None if args.verifier == "none" else args.verifier,
+                    second=None if args.second == "none" else args.second)
     reader.read(np.zeros((28, 28), np.uint8))  # warm-up: the first call pays for lazy initialisation
     failures: list = []
     categories = args.categories.split(",") if args.categories else None
     results = read_set(reader, args.set, failures, categories, args.repeat)
     opt = None if args.no_optdigits else optdigits(reader)
-    print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, {args.backend}, "
-                                 f"{torch.get_num_threads()} threads)"))
+    print(markdown(results, opt, f"{args.model}` (verifier `{args.verifier}`, second `{args.second}`, "
+                                 f"{args.backend}, {torch.get_num_threads()} threads)"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier,
+        Path(args.json).write_text(json.dumps({"model": args.model, "verifier": args.verifier, "second": args.second,
                                                "set": [str(f) for f in args.set], "constants": constants,
                                                "backend": args.backend, "threads": torch.get_num_threads(),
                                                "results": results, "optdigits": opt, "failures": failures},

@@ -57,7 +57,8 @@ def read_pages(args) -> list[dict]:
     clean = load_classifier(args.model)  # the classifier on MNIST's own 28x28 images
     x = split.images.astype(np.float32) / 255
     clean_pred = np.concatenate([clean(x[i:i + MNIST_BATCH]).argmax(1) for i in range(0, len(x), MNIST_BATCH)])
-    reader = Reader(args.model, verifier=None if args.verifier == "none" else args.verifier)
+    reader = Reader(args.model, verifier=None if args.verifier == "none" else args.verifier,
+                    second=None if args.second == "none" else args.second)
     rng, knobs, rows = np.random.default_rng(args.seed), Knobs(), []
     for i in range(args.pages):
         text, style = make_case(args.category, rng, knobs, seed=args.seed * 1_000_000 + i)
@@ -125,6 +126,7 @@ def main() -> int:
                    help="whose writers: MNIST's validation or test split (default: validation)")
     p.add_argument("--model", default="photo", help="classifier (default: photo)")
     p.add_argument("--verifier", default="reader", help="verifier, or 'none' (default: reader)")
+    p.add_argument("--second", default="auto", help="network asked about unsure digits, or 'none' (default: auto)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
                    help="set a reader constant before reading, as ocr_accuracy.py does; repeatable (default: none)")

@@ -78,7 +78,8 @@ def test_open_output_completes_a_torn_line(tmp_path):
     assert completed_files(out) == {file_key("a"), file_key("b")}
 
 
-@pytest.mark.parametrize("bad", [["--model", "no-such-model"], ["--verifier", "no-such-verifier"]])
+@pytest.mark.parametrize("bad", [["--model", "no-such-model"], ["--verifier", "no-such-verifier"],
+                                 ["--second", "no-such-network"]])
 def test_workers_with_a_bad_model_stop_at_once_with_one_line(folder, tmp_path, capsys, bad):
     """A Pool restarts a worker whose start-up fails, forever: the reader is checked in the parent first."""
     root, model, _ = folder

@@ -148,14 +148,21 @@ def test_result_json_and_low_confidence(model, digits):
     assert Reader(uniform, verifier=None, min_confidence=0.1).read(photo("42", Style(), digits)).text == "00"
 
 
+def sure_of(digit: int, confidence: float, first_only: bool = False):
+    """A stand-in classifier: (N, 28, 28) -> (N, 10), `confidence` on `digit` and the rest spread evenly (for the
+    first crop only, the others uniform, with `first_only`)."""
+    def call(crops: np.ndarray) -> np.ndarray:
+        probs = np.full((len(crops), 10), (1 - confidence) / 9, np.float32)
+        probs[:, digit] = confidence
+        if first_only:
+            probs[1:] = 0.1
+        return probs
+    return call
+
+
 @pytest.mark.parametrize("confidence, text", [(0.99996, "33"), (0.9999, "??")])
 def test_min_confidence_meets_the_confidence_as_reported(digits, confidence, text):
-    def sure_of_3(crops):  # (N, 28, 28) -> (N, 10): `confidence` on class 3, the rest spread evenly
-        probs = np.full((len(crops), 10), (1 - confidence) / 9, np.float32)
-        probs[:, 3] = confidence
-        return probs
-
-    result = Reader(sure_of_3, verifier=None, min_confidence=1).read(photo("42", Style(), digits))
+    result = Reader(sure_of(3, confidence), verifier=None, min_confidence=1).read(photo("42", Style(), digits))
     shown = [d["confidence"] for d in result.to_dict()["digits"]]
     assert result.text == text and shown == [round(confidence, 4)] * 2  # 1.0 passes 1; 0.9999 does not
 
@@ -210,6 +217,37 @@ def test_ready_classifier_object_plugs_in(digits):
     assert Reader(uniform, verifier=None).read(photo("5", Style(), digits)).text == "0"
     # with the bundled verifier, its digit probabilities vote too (WHOLE_VOTE): a uniform classifier defers
     assert Reader(uniform).read(photo("5", Style(), digits)).text == "5"
+
+
+def test_unsure_digits_and_only_those_ask_the_second_network(digits):
+    """ask_second: a digit left less sure than SECOND_BELOW gets the second network's vote, in one call for the
+    page; a sure one never asks it."""
+    from digitocr.ocr import SECOND_BELOW
+
+    asked: list[int] = []
+
+    def says_7(crops: np.ndarray) -> np.ndarray:
+        asked.append(len(crops))
+        return sure_of(7, 0.91)(crops)
+
+    image = photo("42", Style(), digits)
+    unsure, sure, one_sure = (Reader(c, verifier=None, second=says_7) for c in
+                              (uniform, sure_of(3, SECOND_BELOW + 0.01), sure_of(3, 0.95, first_only=True)))
+    asked.clear()  # making a Reader probes its networks' outputs
+    assert unsure.read(image).text == "77" and asked == [2]
+    assert sure.read(image).text == "33" and asked == [2]
+    assert one_sure.read(image).text == "37" and asked == [2, 1]
+    assert Reader(uniform, verifier=None, second=None).read(image).text == "00"
+
+
+def test_the_second_network_is_asked_by_default_with_the_default_classifier_only(model):
+    """"auto": the bundled `best` joins the bundled `photo` (the pair SECOND_BELOW was chosen for); another
+    classifier reads alone unless a second network is named."""
+    assert "best.safetensors" in repr(Reader("photo").second)
+    assert Reader("best").second is None and Reader(str(model)).second is None
+    assert Reader("photo", second=None).second is None
+    assert "best.safetensors" in repr(Reader(str(model), second="best").second)
+    assert Reader("best", second="best").second is None  # the classifier itself
 
 
 def test_pixel_limit(reader):
@@ -277,6 +315,8 @@ def test_pieces_on_two_lines_are_rejoined_when_the_verifier_prefers_the_union():
     ({"work_pixels": -5}, "work_pixels must be an integer"),
     ({"model": None}, "expected a model name"),
     ({"verifier": "no-such-verifier"}, "--verifier no-such-verifier"),
+    ({"second": "no-such-network"}, "--second no-such-network"),
+    ({"second": 3}, "--second: expected a model name"),
 ])
 def test_reader_arguments_are_checked_when_it_is_made(model, kwargs, message):
     from digitocr.errors import DigitocrError

@@ -17,6 +17,8 @@ PRINT_EVERY = 100
 # the OCR pipeline (cv2, scipy) at start-up.
 DEFAULT_CLASSIFIER = "photo"  # the bundled `best` fine-tuned on photo crops (benchmarks/train_photo_model.py)
 DEFAULT_VERIFIER = "reader"  # the bundled network that knows what is not one digit (benchmarks/train_photo_model.py)
+SECOND_OPINION = "best"  # the bundled network asked about digits that `photo` and the verifier leave unsure
+DEFAULT_SECOND = "auto"  # ... asked when the classifier is DEFAULT_CLASSIFIER (ocr.SECOND_BELOW was chosen for it)
 DEFAULT_MIN_CONFIDENCE = 0.0  # digits below it read as "?"; 0 trusts every answer
 
 # Environment variable naming the data cache; default below.

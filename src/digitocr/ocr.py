@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from .constants import DEFAULT_CLASSIFIER as CLASSIFIER
-from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES
+from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, SECOND_OPINION
+from .constants import DEFAULT_SECOND as SECOND
 from .constants import DEFAULT_VERIFIER as VERIFIER
 from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
 from .errors import DigitocrError, NoDigitError
@@ -46,6 +47,10 @@ PART_VOTE = 1.0  # the verifier's digit probabilities count with this power for 
 WHOLE_VOTE = 0.5  # ... and with this power for whole glyphs: it sees the ink around them (a broken-off bar
 # of a 5 that find_glyphs left apart, say), which the classifier does not. Chosen of 0, 0.5, 1 and 2 on 9,500
 # generated pages (benchmarks/ocr_factors.py, OCR round 9); 2 until then, chosen on the 2,100 of seeds 1 and 3
+SECOND_BELOW = 0.9  # a digit the classifier and verifier leave less sure than this asks a second classifier ...
+SECOND_VOTE = 0.5  # ... whose digit probabilities vote with this power: `best` reads MNIST's own hard writers
+# better than `photo` (99.70% vs 99.63%), `photo` reads photos better. Chosen on the crops of 8,000 generated
+# pages (OCR round 11); 1.1% of digits ask, so a page seldom pays the extra call
 MIN_VOTE = 1e-4
 KEEP_HALO = 5  # a turned page keeps the faint pixels this wide (px) around its glyphs' ink, to resample edges
 TURN_MARGIN = 1.0  # ... and this many line heights of paper around them
@@ -92,12 +97,15 @@ class Reader:
     folder or a checkpoint file) or a ready classifier: any callable taking (N, 28, 28) float32 crops to (N, 10)
     probabilities. `verifier` (default: the bundled "reader" network) scores candidate parts of touching
     digits: a model spec or callable whose 11th output is "not one digit"; None lets the classifier's
-    confidence score them instead.
+    confidence score them instead. `second` (a model spec or callable) votes on the digits that those two leave
+    unsure (`ask_second`); the default, "auto", asks the bundled "best" when the classifier is the default
+    "photo", and no one otherwise; None asks no one.
     """
 
     def __init__(self, model: Any = CLASSIFIER, backend: str = "torch",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER):
+                 max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER,
+                 second: Any = SECOND):
         from .registry import bundled_models
 
         if not _is_number(min_confidence) or not 0 <= min_confidence <= 1:  # also refuses NaN
@@ -117,15 +125,28 @@ class Reader:
             verifier = _load(verifier, backend, "--verifier")
         self.classifier = DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
         self.verifier = verifier
+        self.second = self._second_opinion(second, model, backend, bundled_models())
         self._reads_with_verifier = verifier is raw
         self.min_confidence = min_confidence
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.work_pixels = work_pixels
 
+    @staticmethod
+    def _second_opinion(second: Any, model: Any, backend: str, bundled: Any) -> Any:
+        """The second classifier, or None: none asked for, the classifier itself, or "auto" with a classifier
+        other than the bundled default (SECOND_BELOW and SECOND_VOTE were chosen for that pair)."""
+        if isinstance(second, str) and second == SECOND:
+            default = isinstance(model, str) and model == CLASSIFIER
+            second = SECOND_OPINION if default and SECOND_OPINION in bundled else None
+        if second is None or second is model or (isinstance(second, str | Path) and str(second) == str(model)):
+            return None
+        raw = _load(second, backend, "--second")
+        return DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
+
     def __repr__(self) -> str:
-        return (f"Reader({self.classifier!r}, verifier={self.verifier!r}, min_confidence={self.min_confidence}, "
-                f"max_pixels={self.max_pixels})")
+        return (f"Reader({self.classifier!r}, verifier={self.verifier!r}, second={self.second!r}, "
+                f"min_confidence={self.min_confidence}, max_pixels={self.max_pixels})")
 
     def load(self, image: ImageInput, name: str | None = None) -> GreyImage:
         return load_grey(image, name, self.max_pixels, self.max_bytes, self.work_pixels)
@@ -153,10 +174,10 @@ class Reader:
         crop = (views.edge if self._reads_with_verifier else views.core)[0][None]  # (1, 28, 28)
         with one_thread():
             probs = self.classifier(crop)
-        if self.verifier is None or self._reads_with_verifier:
-            return probs[0]
-        _, digits = self.verify(views.edge[0][None])  # as read() does for a whole glyph: the verifier votes
-        return vote(probs, digits, np.array([WHOLE_VOTE], np.float32))[0]
+        if self.verifier is not None and not self._reads_with_verifier:
+            _, digits = self.verify(views.edge[0][None])  # as read() does for a whole glyph: the verifier votes
+            probs = vote(probs, digits, np.array([WHOLE_VOTE], np.float32))
+        return self.ask_second(crop, probs)[0]
 
     def verify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(P(one digit) (N,), the verifier's digit probabilities (N, 10) or None) for framed crops."""
@@ -253,14 +274,26 @@ class Reader:
             return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32), np.zeros((0, NUM_CLASSES), np.float32)
         crops = np.stack([known[key][0] for key in keys])
         if self._reads_with_verifier:
-            return crops, np.stack([known[key][1] for key in keys])
+            return crops, self.ask_second(crops, np.stack([known[key][1] for key in keys]))
         with one_thread():
             probs = self.classifier(crops)
         power = np.array([PART_VOTE if len(key) == 3 else WHOLE_VOTE for key in keys], np.float32)  # (N,)
         voting = [n for n, key in enumerate(keys) if power[n] and known[key][1] is not None]
         if voting:
             probs[voting] = vote(probs[voting], np.stack([known[keys[n]][1] for n in voting]), power[voting])
-        return crops, probs
+        return crops, self.ask_second(crops, probs)
+
+    def ask_second(self, crops: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """The voted digit probabilities (N, 10) with the second classifier's vote (to the power SECOND_VOTE)
+        where they are less sure than SECOND_BELOW; one call for the unsure crops (N, 28, 28), none if all are sure."""
+        unsure = np.flatnonzero(probs.max(1) < SECOND_BELOW)
+        if self.second is None or not len(unsure):
+            return probs
+        with one_thread():
+            other = self.second(crops[unsure])
+        probs = probs.copy()
+        probs[unsure] = vote(probs[unsure], other, np.full(len(unsure), SECOND_VOTE, np.float32))
+        return probs
 
     def runs(self, flat: list[tuple[Glyph, float, int]], single: np.ndarray) -> list[tuple[int, int, list[bool]]]:
         """Runs of glyphs (start, stop, which to cut) worth searching: a wide glyph not surely one digit,

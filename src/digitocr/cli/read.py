@@ -17,7 +17,7 @@ GLOB_CHARS = "*?["
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_VERIFIER
+    from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_SECOND, DEFAULT_VERIFIER
     from ..imageio import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser("read", help="read digits and numbers from images (PNG, JPEG, BMP, TIFF, WebP, GIF)")
@@ -28,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verifier", default=DEFAULT_VERIFIER,
                    help="network that knows what is not one digit, to cut touching digits: bundled name, run "
                         f"folder, checkpoint, or 'none' to use the model's confidence (default: {DEFAULT_VERIFIER})")
+    p.add_argument("--second", default=DEFAULT_SECOND,
+                   help="network asked about digits the model and verifier leave unsure: bundled name, run folder, "
+                        f"checkpoint, 'none', or 'auto': `best` when --model is {DEFAULT_CLASSIFIER} "
+                        f"(default: {DEFAULT_SECOND})")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,
@@ -126,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if args.debug_dir is not None:
             raise DigitocrError("--debug-dir works with one process printing to stdout: drop --output and --jobs")
         return max(run_bulk(args, paths), some_failed)
-    reader = Reader(args.model, backend=args.backend, min_confidence=args.min_confidence,
-                    max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
+    reader = Reader(**reader_options(args))
     debug_dir = Path(args.debug_dir) if args.debug_dir else None
     if debug_dir is not None:
         make_dir(debug_dir, "--debug-dir")
@@ -150,6 +153,13 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else some_failed
 
 
+def reader_options(args: argparse.Namespace) -> dict:
+    """The Reader's keyword arguments from the command line ('none' switches a helper network off)."""
+    return dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
+                max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier,
+                second=None if args.second == "none" else args.second)
+
+
 def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
     """Many files: parallel workers, JSON lines to --output (resumable) or stdout, errors never stop it."""
     from tqdm import tqdm
@@ -164,8 +174,7 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
             print(f"digitocr read: skipping {len(paths) - len(todo)} files already read in {out_path}",
                   file=sys.stderr)
         paths = todo
-    reader_kwargs = dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
-                         max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier)
+    reader_kwargs = reader_options(args)
     failed = 0
     out = open_output(out_path) if out_path is not None else sys.stdout
     try:

@@ -35,7 +35,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     import torch
 
     from ..classifier import load_classifier
-    from ..ocr import VERIFIER, Reader
+    from ..ocr import CLASSIFIER, SECOND_OPINION, VERIFIER, Reader
     from ..registry import bundled_models
 
     threads = count or settings.inference_threads()
@@ -45,10 +45,13 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
         return load_classifier(spec, settings.backend, threads=1)
 
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes, min_confidence=settings.min_confidence)
-    verifier = VERIFIER if VERIFIER in bundled_models() else None
-    # the verifier scores every glyph (and candidate cuts): on the server's backend, like the classifier
-    return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None, **limits)
-            for _ in range(threads)]
+    bundled = bundled_models()
+    verifier = VERIFIER if VERIFIER in bundled else None
+    second = SECOND_OPINION if SECOND_OPINION in bundled and settings.model == CLASSIFIER else None
+    # the verifier scores every glyph (and candidate cuts), the second network unsure digits: on the server's
+    # backend, like the classifier
+    return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None,
+                   second=load(second) if second else None, **limits) for _ in range(threads)]
 
 
 def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
