@@ -154,3 +154,26 @@ def test_bestnet_runs_as_a_conv_relu_chain_bit_for_bit():
     odd = fold_batchnorm(trained)
     odd.stage2[1] = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3), torch.nn.Tanh())  # not a ReLU
     assert ConvReluChain.of(odd) is None
+
+
+@pytest.mark.parametrize("flags, precision, expected", [
+    ({"amx_bf16", "avx512_bf16"}, "auto", True),  # AMX: bf16 is the fast path
+    ({"avx512_bf16"}, "auto", False),  # AVX512-BF16 alone runs bf16 slower than fp32
+    ({"avx512_bf16"}, "bf16", True),  # ... but runs it when asked
+    ({"avx512f"}, "auto", False),
+    ({"amx_bf16"}, "fp32", False),
+])
+def test_precision_auto_picks_bf16_only_where_it_is_faster(monkeypatch, flags, precision, expected):
+    import digitocr.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    assert runtime.use_bf16(precision, torch.device("cpu")) is expected
+
+
+def test_precision_bf16_without_native_support_is_one_line(monkeypatch):
+    import digitocr.runtime as runtime
+    from digitocr.errors import DigitocrError
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f"}))
+    with pytest.raises(DigitocrError, match="no native bf16 on this cpu"):
+        runtime.use_bf16("bf16", torch.device("cpu"))
