@@ -88,3 +88,21 @@ def test_ocr_factors_counts_substitutions_by_knob_and_pages_read_differently():
     assert compare(rows, other) == "pages 3: read right 0 -> 3; 3 newly right, 0 newly wrong"
     with pytest.raises(SystemExit, match="different pages"):
         compare(rows, rows[:2])
+
+
+def test_vote_sweep_counts_pages_and_asks_only_unsure_digits():
+    """vote_sweep.pages_misread: the second network's vote changes unsure digits only; pages, not digits, count."""
+    import numpy as np
+
+    from vote_sweep import pages_misread
+
+    d = {"label": np.array([3, 3, 5]), "page": np.array([0, 0, 1])}
+    base = np.log(np.full((3, 10), 0.01))
+    base[0, 3] = np.log(0.99)  # sure and right
+    base[1, [3, 8]] = np.log([0.4, 0.5])  # unsure, wrong (8)
+    base[2, [5, 6]] = np.log([0.45, 0.5])  # unsure, wrong (6)
+    second = np.log(np.full((3, 10), 0.01))
+    second[:, 3] = np.log(0.9)  # says 3 everywhere: right for page 0, still wrong for page 1
+    assert pages_misread(d, base, None, 0.9, 0.5) == (2, 2 / 3)  # two would ask; no one to ask
+    assert pages_misread(d, base, second, 0.9, 1.0) == (1, 2 / 3)  # digit 1 mended; digit 2 now reads 3
+    assert pages_misread(d, base, second, 0.3, 1.0) == (2, 0.0)  # nobody is that unsure: no one asks
