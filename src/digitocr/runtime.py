@@ -16,7 +16,8 @@ from .errors import DigitocrError
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # CPUs that run bf16 natively (--precision bf16 is allowed) ...
 FAST_BF16_CPU_FLAGS = ("amx_bf16",)  # ... and those where oneDNN's bf16 kernels beat fp32, which `auto` picks: on
-# a Xeon with AVX512-BF16 but no AMX, bf16 ran 1.25x slower than fp32 to train BestNet and 1.65x to infer
+# a Xeon with AVX512-BF16 but no AMX, bf16 took 1.14-1.39x fp32's time to train and 1.6x to infer
+# (benchmarks/precision_speed.py)
 
 
 @cache
