@@ -49,8 +49,9 @@ WHOLE_VOTE = 0.5  # ... and with this power for whole glyphs: it sees the ink ar
 # generated pages (benchmarks/ocr_factors.py, OCR round 9); 2 until then, chosen on the 2,100 of seeds 1 and 3
 SECOND_BELOW = 0.9  # a digit the classifier and verifier leave less sure than this asks a second classifier ...
 SECOND_VOTE = 0.5  # ... whose digit probabilities vote with this power: `best` reads MNIST's own hard writers
-# better than `photo` (99.70% vs 99.63%), `photo` reads photos better. Chosen on the crops of 8,000 generated
-# pages (OCR round 11); 1.1% of digits ask, so a page seldom pays the extra call
+# better than `photo` (99.70% vs 99.63%), `photo` reads photos better. Chosen on the crops of 3,000 generated
+# numbers (benchmarks/vote_sweep.py, OCR round 11; any threshold 0.7-1 read alike); ~1% of digits ask, so a
+# page seldom pays the extra call
 MIN_VOTE = 1e-4
 KEEP_HALO = 5  # a turned page keeps the faint pixels this wide (px) around its glyphs' ink, to resample edges
 TURN_MARGIN = 1.0  # ... and this many line heights of paper around them
