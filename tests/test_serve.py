@@ -439,3 +439,14 @@ def test_threads_with_several_workers_is_refused_in_one_line(capsys):
     assert main(["serve", "--workers", "2", "--threads", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--threads" in err and "\n" not in err
+
+
+def test_the_server_reads_as_digitocr_read_does():
+    """The server's Readers ask the second network exactly where `digitocr read` would: with the default
+    classifier, and not with another."""
+    from digitocr.serve.app import build_readers
+
+    default, = build_readers(ServeSettings(), count=1)
+    other, = build_readers(ServeSettings(model="best"), count=1)
+    assert "best.safetensors" in repr(default.second) and other.second is None
+    assert default.verifier is not None and other.verifier is not None
