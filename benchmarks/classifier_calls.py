@@ -6,7 +6,7 @@ mostly per-layer costs, not arithmetic. This times `predict_logits` on the same 
 - the trained network under bf16 autocast (what TorchClassifier ran before OCR round 6),
 - `inference.fold_batchnorm`'s copy under autocast,
 - `inference.inference_copy` (folded, bf16 weights where every layer allows it, no autocast): what
-  TorchClassifier runs now on a CPU with native bf16 (elsewhere it runs the fp32 folded copy),
+  TorchClassifier runs now on a CPU with AMX (elsewhere it runs the fp32 folded copy),
 
 alternating between them, and prints the median of --rounds rounds (one torch thread, as the Reader runs).
 

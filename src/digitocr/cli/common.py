@@ -60,7 +60,7 @@ def add_data_args(p: argparse.ArgumentParser, validation: bool = True) -> None:
 
 def add_compute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
-                   help="auto uses bf16 where the CPU/GPU runs it natively (default: auto)")
+                   help="auto uses bf16 where it is faster than fp32: AMX CPUs, GPUs with bf16 (default: auto)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu)")
 
