@@ -29,7 +29,6 @@ from ocr_fixtures import make_image
 BELOW = (0.7, 0.8, 0.9, 0.95, 0.99, 1.01)  # 1.01: every digit asks
 VOTES = (0.25, 0.5, 0.75, 1.0)
 BATCH = 1000
-FLOOR = 1e-4  # probabilities are floored here before their logs (ocr.MIN_VOTE)
 
 
 def collect(args) -> dict[str, np.ndarray]:
@@ -88,6 +87,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from digitocr.classifier import load_classifier
+    from digitocr.ocr import MIN_VOTE  # probabilities are floored here before their logs, as ocr.vote does
 
     d = dict(np.load(args.load)) if args.load else collect(args)
     if args.save:
@@ -96,9 +96,9 @@ def main() -> int:
     def log_probs(spec: str) -> np.ndarray:
         net = load_classifier(spec)
         probs = np.concatenate([net(d["crops"][i:i + BATCH]) for i in range(0, len(d["crops"]), BATCH)])
-        return np.log(np.maximum(probs[:, :10], FLOOR))
+        return np.log(np.maximum(probs[:, :10], MIN_VOTE))
 
-    base = log_probs(args.model) + d["power"][:, None] * np.log(np.maximum(d["votes"], FLOOR))
+    base = log_probs(args.model) + d["power"][:, None] * np.log(np.maximum(d["votes"], MIN_VOTE))
     alone = pages_misread(d, base, None, 0, 0)[0]
     print(f"{len(d['label'])} digits on {len(np.unique(d['page']))} pages read with the right digit count; "
           f"{args.model} and the verifier alone misread {alone} of those pages")

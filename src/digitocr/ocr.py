@@ -124,26 +124,16 @@ class Reader:
             verifier = _load(verifier, backend, "--verifier") if use else None
         elif verifier is not None:
             verifier = _load(verifier, backend, "--verifier")
-        self.classifier = DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
+        self.classifier = digits_only(raw)
         self.verifier = verifier
-        self.second = self._second_opinion(second, model, backend, bundled_models())
+        second = second_opinion(model, second)
+        same = second is model or (isinstance(second, str | Path) and str(second) == str(model))
+        self.second = None if second is None or same else digits_only(_load(second, backend, "--second"))
         self._reads_with_verifier = verifier is raw
         self.min_confidence = min_confidence
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.work_pixels = work_pixels
-
-    @staticmethod
-    def _second_opinion(second: Any, model: Any, backend: str, bundled: Any) -> Any:
-        """The second classifier, or None: none asked for, the classifier itself, or "auto" with a classifier
-        other than the bundled default (SECOND_BELOW and SECOND_VOTE were chosen for that pair)."""
-        if isinstance(second, str) and second == SECOND:
-            default = isinstance(model, str) and model == CLASSIFIER
-            second = SECOND_OPINION if default and SECOND_OPINION in bundled else None
-        if second is None or second is model or (isinstance(second, str | Path) and str(second) == str(model)):
-            return None
-        raw = _load(second, backend, "--second")
-        return DigitsOnly(raw) if outputs(raw) > NUM_CLASSES else raw
 
     def __repr__(self) -> str:
         return (f"Reader({self.classifier!r}, verifier={self.verifier!r}, second={self.second!r}, "
@@ -287,8 +277,10 @@ class Reader:
     def ask_second(self, crops: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """The voted digit probabilities (N, 10) with the second classifier's vote (to the power SECOND_VOTE)
         where they are less sure than SECOND_BELOW; one call for the unsure crops (N, 28, 28), none if all are sure."""
+        if self.second is None:
+            return probs
         unsure = np.flatnonzero(probs.max(1) < SECOND_BELOW)
-        if self.second is None or not len(unsure):
+        if not len(unsure):
             return probs
         with one_thread():
             other = self.second(crops[unsure])
@@ -376,6 +368,22 @@ def vote(probs: np.ndarray, verifier: np.ndarray, power: np.ndarray) -> np.ndarr
     """The classifier's digit probabilities (N, 10) times the verifier's (N, 10) to the power (N,), renormalised."""
     both = probs * np.maximum(verifier, MIN_VOTE) ** power[:, None]
     return both / both.sum(1, keepdims=True)
+
+
+def second_opinion(model: Any, second: Any = SECOND) -> Any:
+    """The second network's spec for a Reader of `model`: `second` itself, or for "auto" the bundled `best`
+    when the classifier is the bundled default (SECOND_BELOW and SECOND_VOTE were chosen for that pair), else None."""
+    from .registry import bundled_models
+
+    if not (isinstance(second, str) and second == SECOND):
+        return second
+    default = isinstance(model, str) and model == CLASSIFIER
+    return SECOND_OPINION if default and SECOND_OPINION in bundled_models() else None
+
+
+def digits_only(classifier: Any) -> Any:
+    """A network's digit probabilities alone: an 11-output reader network behind DigitsOnly, others as they are."""
+    return DigitsOnly(classifier) if outputs(classifier) > NUM_CLASSES else classifier
 
 
 def outputs(classifier: Any) -> int:

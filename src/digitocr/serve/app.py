@@ -35,7 +35,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     import torch
 
     from ..classifier import load_classifier
-    from ..ocr import CLASSIFIER, SECOND_OPINION, VERIFIER, Reader
+    from ..ocr import VERIFIER, Reader, second_opinion
     from ..registry import bundled_models
 
     threads = count or settings.inference_threads()
@@ -45,9 +45,8 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
         return load_classifier(spec, settings.backend, threads=1)
 
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes, min_confidence=settings.min_confidence)
-    bundled = bundled_models()
-    verifier = VERIFIER if VERIFIER in bundled else None
-    second = SECOND_OPINION if SECOND_OPINION in bundled and settings.model == CLASSIFIER else None
+    verifier = VERIFIER if VERIFIER in bundled_models() else None
+    second = second_opinion(settings.model)  # as `digitocr read` asks it
     # the verifier scores every glyph (and candidate cuts), the second network unsure digits: on the server's
     # backend, like the classifier
     return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None,
