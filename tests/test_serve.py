@@ -215,8 +215,8 @@ def test_pool_refuses_work_beyond_its_queue(reader):
 def test_settings_build_one_reader_per_thread():
     app = create_app(ServeSettings(model=MODEL, threads=2, max_bytes=1000))
     with TestClient(app) as c:
-        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "workers": 1,
-                                                          "threads": 2}
+        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "verifier": "reader", "second": None,
+                                                          "backend": "torch", "workers": 1, "threads": 2}
         assert_error(c.post("/v1/read", content=bytes(2000)), 413, "1,000")
         readers = app.state.pool.readers
         assert len(readers) == 2 and readers[0].classifier is not readers[1].classifier
@@ -270,8 +270,8 @@ def test_worker_processes_read_and_survive_a_killed_worker(reader):
     app = create_app(ServeSettings(model=MODEL, workers=2))
     png = drawn([SEVEN])
     with TestClient(app) as c:
-        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "backend": "torch", "workers": 2,
-                                                          "threads": 1}
+        assert c.get("/v1/models").json()["serving"] == {"model": MODEL, "verifier": "reader", "second": None,
+                                                          "backend": "torch", "workers": 2, "threads": 1}
         bodies = [c.post("/v1/read", content=png).json() for _ in range(4)]
         assert all(b == reader.read(png).to_dict() for b in bodies)
         assert_error(c.post("/v1/read", content=png[: len(png) // 2]), 400)  # errors cross the process boundary
@@ -450,3 +450,29 @@ def test_the_server_reads_as_digitocr_read_does():
     other, = build_readers(ServeSettings(model="best"), count=1)
     assert "best.safetensors" in repr(default.second) and other.second is None
     assert default.verifier is not None and other.verifier is not None
+
+
+def test_the_server_takes_read_s_network_options():
+    """--verifier and --second mean on the server what they mean to `digitocr read`: 'none' switches a helper
+    off, a spec loads that network, the model as its own verifier reads with the verifier's verdicts."""
+    from digitocr.serve.app import build_readers
+
+    bare, = build_readers(ServeSettings(verifier=None, second=None), count=1)
+    assert bare.verifier is None and bare.second is None
+    asked, = build_readers(ServeSettings(model=MODEL, second="best"), count=1)
+    assert "best.safetensors" in repr(asked.second)
+    alone, = build_readers(ServeSettings(model=MODEL, verifier=MODEL), count=1)
+    assert alone._reads_with_verifier and alone.second is None
+    with TestClient(create_app(ServeSettings(model=MODEL, verifier=None, threads=1))) as c:
+        serving = c.get("/v1/models").json()["serving"]
+        assert serving["verifier"] is None and serving["second"] is None
+
+
+@pytest.mark.parametrize("flag", ["--verifier", "--second"])
+def test_serve_with_a_bad_helper_network_names_its_flag(capsys, flag):
+    from digitocr.cli import main
+
+    assert main(["serve", "--model", MODEL, flag, "no-such-model", "--workers", "1", "--port", str(free_port())]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert f"{flag} " in err and "no-such-model" in err

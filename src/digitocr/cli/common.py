@@ -46,6 +46,35 @@ def probability(text: str) -> float:
     return value
 
 
+def add_reader_args(p: argparse.ArgumentParser) -> None:
+    """How digits are read, the same for `read` and `serve`: the networks, their backend, the confidence below
+    which a digit reads '?', and the largest image decoded."""
+    from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_SECOND, DEFAULT_VERIFIER
+    from ..imageio import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                   help=f"bundled model name, run folder or checkpoint file (default: {DEFAULT_CLASSIFIER}; "
+                        "`best` reads MNIST as given a little better)")
+    p.add_argument("--verifier", default=DEFAULT_VERIFIER, type=none_or_spec,
+                   help="network that knows what is not one digit, to cut touching digits: bundled name, run "
+                        f"folder, checkpoint, or 'none' to use the model's confidence (default: {DEFAULT_VERIFIER})")
+    p.add_argument("--second", default=DEFAULT_SECOND, type=none_or_spec,
+                   help="network asked about digits the model and verifier leave unsure: bundled name, run folder, "
+                        f"checkpoint, 'none', or 'auto': `best` when --model is {DEFAULT_CLASSIFIER} "
+                        f"(default: {DEFAULT_SECOND})")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
+    p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
+                   help="digits less certain than this read as '?' and are marked low_confidence "
+                        f"(default: {DEFAULT_MIN_CONFIDENCE})")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images before decoding them (default: {DEFAULT_MAX_PIXELS:,})")
+
+
+def none_or_spec(text: str) -> str | None:
+    """An argparse type for a helper network: 'none' switches it off (None), anything else is a model spec."""
+    return None if text == "none" else text
+
+
 def add_data_args(p: argparse.ArgumentParser, validation: bool = True) -> None:
     """--dataset and --data-dir, and --validation-size where a command uses the split (fetch does not)."""
     p.add_argument("--dataset", default=None,

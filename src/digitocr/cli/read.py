@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .common import positive_int, probability
+from .common import add_reader_args, positive_int
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 EXIT_SOME_FAILED = 1  # a batch where some files could not be read (each reported on stderr)
@@ -17,29 +17,12 @@ GLOB_CHARS = "*?["
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_SECOND, DEFAULT_VERIFIER
-    from ..imageio import DEFAULT_MAX_PIXELS
-
     p = sub.add_parser("read", help="read digits and numbers from images (PNG, JPEG, BMP, TIFF, WebP, GIF)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images or glob patterns")
-    p.add_argument("--model", default=DEFAULT_CLASSIFIER,
-                   help=f"bundled model name, run folder or checkpoint file (default: {DEFAULT_CLASSIFIER}; "
-                        "`best` reads MNIST as given a little better)")
-    p.add_argument("--verifier", default=DEFAULT_VERIFIER,
-                   help="network that knows what is not one digit, to cut touching digits: bundled name, run "
-                        f"folder, checkpoint, or 'none' to use the model's confidence (default: {DEFAULT_VERIFIER})")
-    p.add_argument("--second", default=DEFAULT_SECOND,
-                   help="network asked about digits the model and verifier leave unsure: bundled name, run folder, "
-                        f"checkpoint, 'none', or 'auto': `best` when --model is {DEFAULT_CLASSIFIER} "
-                        f"(default: {DEFAULT_SECOND})")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
+    add_reader_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,
                    help="write an overlay PNG and the network's 28x28 crops per image here (default: none)")
-    p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
-                   help=f"digits less certain than this read as '?' (default: {DEFAULT_MIN_CONFIDENCE})")
-    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images before decoding them (default: {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar for many files (default: shown)")
     p.add_argument("--recursive", action="store_true", help="read folders' subfolders too (default: off)")
@@ -156,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
 def reader_options(args: argparse.Namespace) -> dict:
     """The Reader's keyword arguments from the command line ('none' switches a helper network off)."""
     return dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
-                max_pixels=args.max_pixels, verifier=None if args.verifier == "none" else args.verifier,
-                second=None if args.second == "none" else args.second)
+                max_pixels=args.max_pixels, verifier=args.verifier, second=args.second)
 
 
 def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:

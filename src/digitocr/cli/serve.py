@@ -5,24 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_model_arg, port_number, positive_float, positive_int, probability
+from .common import add_reader_args, port_number, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..constants import DEFAULT_MIN_CONFIDENCE
     from ..serve.settings import (
         DEFAULT_HOST,
         DEFAULT_MAX_BYTES,
         DEFAULT_PORT,
         DEFAULT_TIMEOUT_S,
-        ServeSettings,
         default_workers,
     )
 
     p = sub.add_parser("serve", help="HTTP API (/v1/read, /v1/classify, /docs) and a page to draw digits on")
-    add_model_arg(p, ServeSettings.model)
+    add_reader_args(p)
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on; 0.0.0.0 opens it to the network (default: {DEFAULT_HOST})")
     p.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"(default: {DEFAULT_PORT})")
@@ -32,14 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"(default: {default_workers()}, one per core, or 1 when --threads is given)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="inference threads in the server process, for --workers 1 (default: CPU cores)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
     p.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds a request may take, upload included (default: {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                    help=f"largest request body (default: {DEFAULT_MAX_BYTES:,})")
-    p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
-                   help="digits below this confidence read as ? and are marked low_confidence, as in `read` "
-                        f"(default: {DEFAULT_MIN_CONFIDENCE:g})")
     p.set_defaults(handler=run)
 
 
@@ -47,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..errors import DigitocrError
+    from ..ocr import second_opinion
     from ..serve.app import create_app
     from ..serve.settings import ServeSettings, default_workers
 
@@ -54,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1 and args.threads:
         raise DigitocrError("--threads is for --workers 1 (inference on threads of one process); "
                             "with several workers each has one core")
-    settings = ServeSettings(model=args.model, backend=args.backend, host=args.host, port=args.port,
-                             workers=workers, threads=args.threads, timeout_s=args.timeout,
-                             max_bytes=args.max_bytes, min_confidence=args.min_confidence)
+    settings = ServeSettings(model=args.model, verifier=args.verifier, second=args.second, backend=args.backend,
+                             host=args.host, port=args.port, workers=workers, threads=args.threads,
+                             timeout_s=args.timeout, max_bytes=args.max_bytes, max_pixels=args.max_pixels,
+                             min_confidence=args.min_confidence)
     check_address(args.host, args.port)
     app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"
-    print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model}, "
+    print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model} "
+          f"(verifier {args.verifier or 'none'}, second {second_opinion(args.model, args.second) or 'none'}), "
           f"backend {args.backend}, {pool}", flush=True)  # only once it can serve
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

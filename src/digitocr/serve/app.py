@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any]:
-    """`count` Readers (default: one per inference thread), each with its own network, all with the server's
-    image limits."""
+    """`count` Readers (default: one per inference thread), each with its own networks, all with the server's
+    networks and image limits, read as `digitocr read` with the same options would."""
     import torch
 
     from ..classifier import load_classifier
@@ -41,16 +41,30 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     threads = count or settings.inference_threads()
     torch.set_num_threads(1)  # parallelism comes from the pool's threads or processes, one core each
 
-    def load(spec: str) -> Any:  # one intra-op thread: onnxruntime's pool would spin on the other cores
-        return load_classifier(spec, settings.backend, threads=1)
+    def load(spec: str | None, role: str) -> Any:
+        """One network on the server's backend, with one intra-op thread (onnxruntime's pool would spin on
+        the other cores); errors name the option, as `digitocr read`'s do."""
+        if spec is None:
+            return None
+        try:
+            return load_classifier(spec, settings.backend, threads=1)
+        except DigitocrError as e:
+            raise DigitocrError(str(e).replace("--model ", f"{role} ", 1)) from None
 
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes, min_confidence=settings.min_confidence)
-    verifier = VERIFIER if VERIFIER in bundled_models() else None
-    second = second_opinion(settings.model)  # as `digitocr read` asks it
-    # the verifier scores every glyph (and candidate cuts), the second network unsure digits: on the server's
-    # backend, like the classifier
-    return [Reader(model=load(settings.model), verifier=load(verifier) if verifier else None,
-                   second=load(second) if second else None, **limits) for _ in range(threads)]
+    verifier = settings.verifier
+    if verifier == VERIFIER and VERIFIER not in bundled_models():
+        verifier = None  # as Reader does: a package without the bundled verifier reads with the model's confidence
+    second = second_opinion(settings.model, settings.second)
+    if second == settings.model:
+        second = None  # as Reader does: a network is not its own second opinion
+    readers = []
+    for _ in range(threads):
+        model = load(settings.model, "--model")
+        # one network that both reads and verifies is passed as one object: Reader then reads with its verdicts
+        verify = model if verifier == settings.model else load(verifier, "--verifier")
+        readers.append(Reader(model=model, verifier=verify, second=load(second, "--second"), **limits))
+    return readers
 
 
 def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
@@ -67,10 +81,17 @@ def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:
         first, defaults = readers[0], ServeSettings()
         name = getattr(getattr(first, "classifier", None), "name", "custom")
         settings = dataclasses.replace(defaults, model=str(name), threads=len(readers),
+                                       verifier=network_name(getattr(first, "verifier", None)),
+                                       second=network_name(getattr(first, "second", None)),
                                        max_bytes=getattr(first, "max_bytes", defaults.max_bytes),
                                        max_pixels=getattr(first, "max_pixels", defaults.max_pixels))
         settings = dataclasses.replace(settings, **overrides)
     return build_app(settings, ReaderPool(readers, settings.max_waiting))
+
+
+def network_name(network: Any) -> str | None:
+    """What /v1/models calls a Reader's helper network: its name (a file), "custom" when it has none, or None."""
+    return None if network is None else str(getattr(network, "name", "custom"))
 
 
 def build_app(settings: ServeSettings, pool: ReaderPool | ProcessReaderPool) -> FastAPI:

@@ -78,10 +78,12 @@ async def classify(request: Request):
 
 @router.get("/v1/models", summary="The bundled models and the one being served")
 async def models(request: Request):
+    from ..ocr import second_opinion
     from ..registry import bundled_models, model_card
 
     settings = request.app.state.settings
-    return {"serving": {"model": settings.model, "backend": settings.backend,
+    return {"serving": {"model": settings.model, "verifier": settings.verifier,
+                        "second": second_opinion(settings.model, settings.second), "backend": settings.backend,
                         **request.app.state.pool.describe()},
             "models": [{"name": name, "card": model_card(name)} for name in bundled_models()]}
 

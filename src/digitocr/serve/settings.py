@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 
-from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE
+from ..constants import DEFAULT_CLASSIFIER, DEFAULT_MIN_CONFIDENCE, DEFAULT_SECOND, DEFAULT_VERIFIER
 from ..imageio import DEFAULT_MAX_PIXELS
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
@@ -26,6 +26,8 @@ def default_workers() -> int:
 @dataclass(frozen=True)
 class ServeSettings:
     model: str = DEFAULT_CLASSIFIER  # the Reader's: `best` fine-tuned on photo crops
+    verifier: str | None = DEFAULT_VERIFIER  # scores cuts of touching digits; None: the model's confidence does
+    second: str | None = DEFAULT_SECOND  # asked about unsure digits ("auto": as `digitocr read`); None: no one
     backend: str = "torch"  # or "onnxruntime"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
