@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +76,19 @@ def test_debug_dir(capsys, folder, model, tmp_path):
     assert (tmp_path / "dbg" / "a_overlay.png").stat().st_size > 0
     crops = sorted(p.name for p in (tmp_path / "dbg" / "a_crops").iterdir())
     assert crops == ["00_0.png", "01_7.png", "02_1.png", "03_4.png"]
+
+
+def test_debug_dir_writes_for_a_file_name_that_is_not_utf8(folder, model, tmp_path):
+    """A byte name such as Latin-1's "café" (b"caf\\xe9") arrives with a surrogate escape; cv2.imwrite crashed
+    the whole process (SIGSEGV) on such a path, so this runs in a child process."""
+    odd = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    Path(os.fsdecode(odd)).write_bytes((folder / "a.png").read_bytes())
+    dbg = tmp_path / "dbg"
+    done = subprocess.run([sys.executable, "-m", "digitocr", "read", odd, "--debug-dir", str(dbg), "--model",
+                           str(model)], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert os.path.getsize(os.fsencode(dbg) + b"/caf\xe9_overlay.png") > 0
+    assert len(os.listdir(os.fsencode(dbg) + b"/caf\xe9_crops")) == 4
 
 
 def test_debug_dir_keeps_same_stem_files_apart_and_clears_old_crops(capsys, folder, model, tmp_path):

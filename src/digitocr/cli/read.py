@@ -225,10 +225,14 @@ def write_debug(result, out_dir: Path, name: str) -> None:
 
 
 def _write_png(path: Path, image) -> None:
+    """Encode with OpenCV, write with Python: cv2.imwrite crashes the process (SIGSEGV) on a path that is
+    not valid UTF-8, as a file name from a folder read with surrogate escapes is."""
     import cv2
 
-    if not cv2.imwrite(str(path), image):  # OpenCV reports a failed write by returning False
-        raise OSError(f"cannot write {path}")
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"cannot encode {path.name} as PNG")
+    path.write_bytes(png.tobytes())
 
 
 OVERLAY_COLOUR = (0, 160, 0)  # BGR: confident digits
