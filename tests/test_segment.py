@@ -116,6 +116,47 @@ def test_touching_zeros_get_a_cut_at_the_junction():
     assert mids == sorted(mids)  # left to right
 
 
+def test_distinct_cuts_are_those_all_pairs_would_keep():
+    """_distinct compares a candidate only with kept cuts whose ink totals are near; it must keep exactly the
+    cuts that comparing every pair (the distance matrix it replaced) kept, ties at the limit included."""
+    from digitocr.cuts import Cut, _distinct
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n, h = int(rng.integers(1, 120)), int(rng.integers(1, 12))
+        lefts = rng.integers(0, 6, (n, h)).astype(np.float64).cumsum(0)  # ink left of cuts, loosely ordered
+        cands = [Cut(np.zeros(h, int), float(i)) for i in range(n)]
+        order = rng.permutation(n)[: int(rng.integers(1, n + 1))]
+        apart, most = float(rng.integers(1, 3 * h + 2)), int(rng.integers(1, n + 2))
+        same = np.abs(lefts[order][:, None] - lefts[order][None]).sum(2) < apart
+        free, expect = np.ones(len(order), bool), []
+        for k in range(len(order)):
+            if free[k]:
+                expect.append(cands[order[k]])
+                free &= ~same[k]
+                if len(expect) == most:
+                    break
+        assert _distinct(cands, lefts, order, apart, most) == expect, trial
+
+
+def test_cutting_a_page_wide_glyph_needs_memory_in_proportion_to_its_width():
+    """A 20,000-px-wide stretched digit took 50 s and 13 GB: every candidate cut was compared with every
+    other in an (N, N) matrix. Here a 2,000-px glyph (~10,000 candidates) must stay far below that matrix."""
+    import tracemalloc
+
+    ink = np.zeros((40, 2000), np.float32)
+    ink[18:22] = 1.0  # an underline run through a line of digits
+    ink[:, ::97] = 1.0  # with strokes crossing it
+    glyph = Glyph((0, 0, 2000, 40), ink)
+    tracemalloc.start()
+    try:
+        cuts = find_cuts(glyph, height=40)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert cuts and peak < 100 * 2**20  # the old all-pairs matrix alone: ~800 MB
+
+
 def zero_likeness(part: Glyph) -> float:
     """A stand-in verifier: P(one digit) is high for parts about one zero wide and whole, low otherwise."""
     return float(np.exp(-((part.box[2] - 26) / 4) ** 2) * min(1.0, part.box[3] / 38))

@@ -8,12 +8,12 @@ finds, best first, the reading whose parts a verifier finds most surely single d
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from .preprocess import stroke_width
 from .segment import Glyph
@@ -84,17 +84,35 @@ def find_cuts(glyph: Glyph, height: float) -> list[Cut]:
     lefts = before[np.arange(h)[None, :], np.stack([c.path for c in candidates])]  # (N, h) ink left, per row
     side = np.minimum(lefts.sum(1), total - lefts.sum(1)) >= MIN_SIDE_INK * total
     most = max(1, int(MAX_CUTS_PER_HEIGHT * w / max(height, 1.0)))
-    order = np.flatnonzero(side)
-    same = cdist(lefts[order], lefts[order], "cityblock") < SAME_CUT * total  # (n, n) cuts that split alike
-    free = np.ones(len(order), bool)
+    return sorted(_distinct(candidates, lefts, np.flatnonzero(side), SAME_CUT * total, most),
+                  key=lambda cut: float(cut.path.mean()))
+
+
+def _distinct(candidates: list[Cut], lefts: np.ndarray, order: np.ndarray, apart: float, most: int) -> list[Cut]:
+    """Cheapest first, each kept cut hiding the candidates that split the ink like it (`lefts` (N, h): ink
+    left of each candidate, per row; alike: less than `apart` apart, summed over rows), up to `most` cuts.
+
+    Two cuts whose totals of ink to their left differ by `apart` or more can't be alike (|sum a - sum b| <=
+    sum |a - b|), so a candidate is compared only with the kept cuts whose totals lie nearer than that: a
+    glyph as wide as a page has thousands of candidates, and comparing all pairs (the all-pairs distance
+    matrix this replaces) took minutes and gigabytes on a 20,000-px-wide image."""
+    totals = lefts.sum(1)  # (N,)
+    kept_totals: list[float] = []  # sorted
+    kept_rows: list[int] = []  # the candidates kept, in the same order as kept_totals
     cuts: list[Cut] = []
-    for n in range(len(order)):  # cheapest first; each kept cut hides the ones that split like it
-        if free[n]:
-            cuts.append(candidates[order[n]])
-            free &= ~same[n]
-            if len(cuts) == most:
-                break
-    return sorted(cuts, key=lambda cut: float(cut.path.mean()))
+    for n in order:
+        lo = bisect.bisect_right(kept_totals, totals[n] - apart)
+        hi = bisect.bisect_left(kept_totals, totals[n] + apart)
+        near = kept_rows[lo:hi]
+        if near and (np.abs(lefts[near] - lefts[n]).sum(1) < apart).any():
+            continue
+        at = bisect.bisect_left(kept_totals, totals[n])
+        kept_totals.insert(at, float(totals[n]))
+        kept_rows.insert(at, int(n))
+        cuts.append(candidates[n])
+        if len(cuts) == most:
+            break
+    return cuts
 
 
 def _straight_cuts(cost: np.ndarray, margin: int, step: int) -> list[Cut]:
