@@ -136,6 +136,28 @@ def test_folder_with_a_bad_file_reads_the_rest(capsys, folder, model, tmp_path):
     assert "bad.png" in err and len([line for line in err.splitlines() if "error" in line]) == 1
 
 
+@pytest.mark.parametrize("extra", [[], ["--jobs", "2"]])
+def test_json_lines_name_the_files_that_failed_too(capsys, folder, model, tmp_path, extra):
+    """With --json every file gets a line on stdout, a failed one {"file", "error"} as in --output files."""
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "good.png").write_bytes((folder / "a.png").read_bytes())
+    (batch / "bad.png").write_bytes(b"not an image at all")
+    code, out, err = run(capsys, str(batch), "--json", "--no-progress", *extra, "--model", str(model))
+    records = {Path(r["file"]).name: r for r in map(json.loads, out.splitlines())}
+    assert code == 1 and set(records) == {"good.png", "bad.png"}
+    assert records["good.png"]["text"] == "0714" and "not an image" in records["bad.png"]["error"]
+    assert "bad.png" in err
+
+
+def test_one_file_reads_alike_with_any_jobs(capsys, model, tmp_path):
+    """--jobs is for many files: one bad file is still exit 2 and one line, with no progress bar."""
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    code, out, err = run(capsys, str(path), "--jobs", "2", "--model", str(model))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "empty" in err
+
+
 @pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"hello", "not an image"),
                                                   (png_claiming(30_000, 30_000), "limit")])
 def test_single_bad_file_exits_2_with_one_line(capsys, model, tmp_path, content, message):

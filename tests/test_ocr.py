@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitocr.errors import ImageTooLargeError
+from digitocr.errors import DigitocrError, ImageTooLargeError
 from digitocr.ocr import Reader
 from ocr_fixtures import Style, easy_digits, make_image, mnist_test
 
@@ -260,6 +260,21 @@ def test_the_second_network_is_asked_by_default_with_the_default_classifier_only
     assert Reader("photo", second=None).second is None
     assert "best.safetensors" in repr(Reader(str(model), second="best").second)
     assert Reader("best", second="best").second is None  # the classifier itself
+
+
+def test_precision_reaches_every_network_the_reader_loads(model):
+    """`precision` ("auto", "bf16", "fp32") is passed to the classifier, verifier and second network alike;
+    anything else is a one-line error."""
+    from digitocr.runtime import BF16_CPU_FLAGS, cpu_flags
+
+    def precisions(reader: Reader) -> list[bool]:
+        return [reader.classifier.bf16, reader.verifier.bf16, reader.second.bf16]
+
+    assert precisions(Reader("photo", precision="fp32")) == [False] * 3
+    if any(f in cpu_flags() for f in BF16_CPU_FLAGS):  # bf16 is refused where the CPU has none
+        assert precisions(Reader("photo", precision="bf16")) == [True] * 3
+    with pytest.raises(DigitocrError, match="precision"):
+        Reader(str(model), precision="half")
 
 
 def test_pixel_limit(reader):

@@ -463,6 +463,8 @@ def test_the_server_takes_read_s_network_options():
     assert "best.safetensors" in repr(asked.second)
     alone, = build_readers(ServeSettings(model=MODEL, verifier=MODEL), count=1)
     assert alone._reads_with_verifier and alone.second is None
+    fp32, = build_readers(ServeSettings(precision="fp32"), count=1)
+    assert not fp32.classifier.fn.bf16 and not fp32.verifier.fn.bf16
     with TestClient(create_app(ServeSettings(model=MODEL, verifier=None, threads=1))) as c:
         serving = c.get("/v1/models").json()["serving"]
         assert serving["verifier"] is None and serving["second"] is None

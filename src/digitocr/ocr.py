@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ SECOND_VOTE = 0.5  # ... whose digit probabilities vote with this power: `best` 
 MIN_VOTE = 1e-4
 KEEP_HALO = 5  # a turned page keeps the faint pixels this wide (px) around its glyphs' ink, to resample edges
 TURN_MARGIN = 1.0  # ... and this many line heights of paper around them
+PRECISIONS = ("auto", "bf16", "fp32")
 BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
 
 
@@ -100,35 +102,39 @@ class Reader:
     digits: a model spec or callable whose 11th output is "not one digit"; None lets the classifier's
     confidence score them instead. `second` (a model spec or callable) votes on the digits that those two leave
     unsure (`ask_second`); the default, "auto", asks the bundled "best" when the classifier is the default
-    "photo", and no one otherwise; None asks no one.
+    "photo", and no one otherwise; None asks no one. `precision` ("auto", "bf16" or "fp32") is the arithmetic of
+    the networks it loads on the torch backend, as `--precision` (auto: bf16 on AMX CPUs).
     """
 
     def __init__(self, model: Any = CLASSIFIER, backend: str = "torch",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_BYTES, work_pixels: int = WORK_PIXELS, verifier: Any = VERIFIER,
-                 second: Any = SECOND):
+                 second: Any = SECOND, precision: str = "auto"):
         from .registry import bundled_models
 
         if not _is_number(min_confidence) or not 0 <= min_confidence <= 1:  # also refuses NaN
             raise DigitocrError(f"min_confidence must be a number between 0 and 1, got {min_confidence!r}")
+        if precision not in PRECISIONS:
+            raise DigitocrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         limits = {"max_pixels": max_pixels, "max_bytes": max_bytes, "work_pixels": work_pixels}
         for name, value in limits.items():
             least = MIN_WORK_PIXELS if name == "work_pixels" else 1
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < least:
                 raise DigitocrError(f"{name} must be an integer of at least {least:,}, got {value!r}")
-        raw = _load(model, backend, "--model")
+        load = partial(_load, backend=backend, precision=precision)
+        raw = load(model, role="--model")
         if verifier is model or (verifier == model and isinstance(model, str | Path)):
             verifier = raw  # one network (a spec or a ready-made one) both verifies and reads
         elif isinstance(verifier, str | Path):
             use = verifier != VERIFIER or VERIFIER in bundled_models()
-            verifier = _load(verifier, backend, "--verifier") if use else None
+            verifier = load(verifier, role="--verifier") if use else None
         elif verifier is not None:
-            verifier = _load(verifier, backend, "--verifier")
+            verifier = load(verifier, role="--verifier")
         self.classifier = digits_only(raw)
         self.verifier = verifier
         second = second_opinion(model, second)
         same = second is model or (isinstance(second, str | Path) and str(second) == str(model))
-        self.second = None if second is None or same else digits_only(_load(second, backend, "--second"))
+        self.second = None if second is None or same else digits_only(load(second, role="--second"))
         self._reads_with_verifier = verifier is raw
         self.min_confidence = min_confidence
         self.max_pixels = max_pixels
@@ -391,13 +397,13 @@ def outputs(classifier: Any) -> int:
     return int(classifier(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.float32)).shape[1])
 
 
-def _load(model: Any, backend: str, role: str) -> Any:
+def _load(model: Any, backend: str, role: str, precision: str = "auto") -> Any:
     """A classifier from a spec (bundled name, run folder, checkpoint, .onnx) or one given ready-made."""
     if isinstance(model, str | Path):
         from .classifier import load_classifier
 
         try:
-            return load_classifier(str(model), backend)
+            return load_classifier(str(model), backend, precision=precision)
         except DigitocrError as e:  # the spec's own flag in the message: --model or --verifier
             raise DigitocrError(str(e).replace("--model ", f"{role} ", 1)) from None
     if not callable(model):

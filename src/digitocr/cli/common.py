@@ -63,6 +63,9 @@ def add_reader_args(p: argparse.ArgumentParser) -> None:
                         f"checkpoint, 'none', or 'auto': `best` when --model is {DEFAULT_CLASSIFIER} "
                         f"(default: {DEFAULT_SECOND})")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="the torch networks' arithmetic: auto uses bf16 where it is faster than fp32, on AMX CPUs "
+                        "(default: auto)")
     p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
                    help="digits less certain than this read as '?' and are marked low_confidence "
                         f"(default: {DEFAULT_MIN_CONFIDENCE})")

@@ -109,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
     for message in problems:
         print(f"digitocr read: error: {message}", file=sys.stderr)
     some_failed = EXIT_SOME_FAILED if problems else 0
-    if args.output is not None or args.jobs > 1:
-        if args.debug_dir is not None:
-            raise DigitocrError("--debug-dir works with one process printing to stdout: drop --output and --jobs")
+    if args.debug_dir is not None and (args.output is not None or args.jobs > 1):
+        raise DigitocrError("--debug-dir works with one process printing to stdout: drop --output and --jobs")
+    if args.output is not None or (args.jobs > 1 and batch):  # one file reads alike with any --jobs
         return max(run_bulk(args, paths), some_failed)
     reader = Reader(**reader_options(args))
     debug_dir = Path(args.debug_dir) if args.debug_dir else None
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             failed += 1
             bar.write(f"digitocr read: error: {e}", file=sys.stderr)
+            if args.json:  # JSON lines name every file, as --output does: a reader of them sees the failures
+                print(json.dumps({"file": str(path), "error": str(e)}), flush=True)
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else some_failed
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def reader_options(args: argparse.Namespace) -> dict:
     """The Reader's keyword arguments from the command line ('none' switches a helper network off)."""
     return dict(model=args.model, backend=args.backend, min_confidence=args.min_confidence,
-                max_pixels=args.max_pixels, verifier=args.verifier, second=args.second)
+                max_pixels=args.max_pixels, verifier=args.verifier, second=args.second, precision=args.precision)
 
 
 def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
@@ -166,7 +168,7 @@ def run_bulk(args: argparse.Namespace, paths: list[Path]) -> int:
             if "error" in record:
                 failed += 1
                 bar.write(f"digitocr read: error: {record['error']}", file=sys.stderr)
-            if out_path is not None or "error" not in record:
+            if out_path is not None or args.json or "error" not in record:
                 line = json.dumps(record) if (args.json or out_path is not None) else \
                     tab_line(record["file"], record["text"])
                 out.write(line + "\n")

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise DigitocrError("--threads is for --workers 1 (inference on threads of one process); "
                             "with several workers each has one core")
     settings = ServeSettings(model=args.model, verifier=args.verifier, second=args.second, backend=args.backend,
+                             precision=args.precision,
                              host=args.host, port=args.port, workers=workers, threads=args.threads,
                              timeout_s=args.timeout, max_bytes=args.max_bytes, max_pixels=args.max_pixels,
                              min_confidence=args.min_confidence)

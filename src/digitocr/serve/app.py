@@ -47,7 +47,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
         if spec is None:
             return None
         try:
-            return load_classifier(spec, settings.backend, threads=1)
+            return load_classifier(spec, settings.backend, precision=settings.precision, threads=1)
         except DigitocrError as e:
             raise DigitocrError(str(e).replace("--model ", f"{role} ", 1)) from None
 

@@ -29,6 +29,7 @@ class ServeSettings:
     verifier: str | None = DEFAULT_VERIFIER  # scores cuts of touching digits; None: the model's confidence does
     second: str | None = DEFAULT_SECOND  # asked about unsure digits ("auto": as `digitocr read`); None: no one
     backend: str = "torch"  # or "onnxruntime"
+    precision: str = "auto"  # the torch networks' arithmetic: "auto", "bf16" or "fp32"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     workers: int = 1  # inference processes; 1: inference runs on threads of the server process
