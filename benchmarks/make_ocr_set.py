@@ -1,11 +1,13 @@
 """Generate an OCR test set: photos and scans of handwritten numbers made from MNIST's *test* writers.
 
     python benchmarks/make_ocr_set.py --out /tmp/ocr_set2 --seed 2 --n 1000
+    python benchmarks/make_ocr_set.py --out /tmp/lined8 --seed 8 --n 600 --category lined
 
-Writes DIR/NNNNN.{png,jpg} and DIR/truth.json (a list of {file, text, category, style}). Categories:
-isolated (one digit anywhere on a page), number (2-10 digits), touching (2-10 digits, 1-2 pairs touching),
-multiline (2-3 lines), long (11-12 digits), inverted (light ink on dark), photo8 (a 1-megapixel photo of
-an 8-digit number). Every random choice is one of the named ranges below; the seed fixes them all.
+Writes DIR/NNNNN.{png,jpg} and DIR/truth.json (a list of {file, text, category, style}). Categories, in the
+default mix (CATEGORIES): isolated (one digit anywhere on a page), number (2-10 digits), touching (2-10
+digits, 1-2 pairs touching), multiline (2-3 lines), long (11-12 digits), inverted (light ink on dark),
+photo8 (a 1-megapixel photo of an 8-digit number). Asked for alone (--category): lined (2-10 digits on ruled
+or squared paper). Every random choice is one of the named ranges below; the seed fixes them all.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class Knobs:
     max_page_side: int = 2400
     photo8_page: tuple[int, int] = (1155, 866)  # 1.0 megapixel
     photo8_height: tuple[int, int] = (60, 110)
+    # "lined": numbers written on ruled or squared paper (not in the default mix: --category lined)
+    rules: tuple[str, ...] = ("ruled", "squared")
+    rule_pitch: tuple[float, float] = (0.9, 1.6)  # rules this many digit heights apart
+    rule_px: tuple[float, float] = (1.0, 3.0)  # rule thickness (uniform, rounded)
+    rule_colours: tuple[str, ...] = ("blue", "grey")
 
 
 # Share of the set per category (whole-number exact match is reported per category).
@@ -95,6 +102,10 @@ def make_case(category: str, rng: np.random.Generator, k: Knobs, seed: int) -> t
         quality = int(rng.integers(60, 91))
         return digits(rng, 8), _replace(style, height=height, page_px=k.photo8_page, jpeg_quality=quality,
                                         blur_px=min(style.blur_px, 1.5))
+    if category == "lined":
+        return digits(rng, int(rng.integers(2, 11))), _replace(
+            style, rules=str(rng.choice(k.rules)), rule_pitch=float(rng.uniform(*k.rule_pitch)),
+            rule_px=float(round(rng.uniform(*k.rule_px))), rule_colour=str(rng.choice(k.rule_colours)))
     raise ValueError(category)
 
 
@@ -107,15 +118,17 @@ def main() -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1; develop on 1, report on 2)")
     p.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
+    p.add_argument("--category", default=None,
+                   help="make every image of this one category, e.g. lined (default: the CATEGORIES mix)")
     args = p.parse_args()
 
     from digitocr.data.datasets import load_dataset
 
     test = load_dataset("mnist", progress=False).test  # writers never seen in training
     rng = np.random.default_rng(args.seed)
-    names, shares = zip(*CATEGORIES.items(), strict=True)
+    names, shares = zip(*(CATEGORIES if args.category is None else {args.category: 1.0}).items(), strict=True)
     counts = np.floor(np.array(shares) * args.n).astype(int)
-    counts[1] += args.n - counts.sum()
+    counts[min(1, len(counts) - 1)] += args.n - counts.sum()  # the rounding's remainder: numbers
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     truth, knobs = [], Knobs()

@@ -74,17 +74,19 @@ def read_set(reader, folder: Path | list[Path], failures: list | None = None, ca
 
 
 def set_constants(assignments: list[str]) -> dict[str, float]:
-    """NAME=VALUE -> that reader constant (in digitocr.ocr, .cuts, .segment or .preprocess) set to VALUE, for
+    """NAME=VALUE -> that reader constant (in digitocr.ocr, .cuts, .segment, .preprocess or .rules) set to VALUE, for
     measuring a change without editing the code; an unknown name is an error."""
     import digitocr.cuts
     import digitocr.ocr
     import digitocr.preprocess
+    import digitocr.rules
     import digitocr.segment
 
     done = {}
     for assignment in assignments:
         name, _, value = assignment.partition("=")
-        owner = next((m for m in (digitocr.ocr, digitocr.cuts, digitocr.segment, digitocr.preprocess)
+        owner = next((m for m in (digitocr.ocr, digitocr.cuts, digitocr.segment, digitocr.preprocess,
+                                                 digitocr.rules)
                       if name.isupper() and hasattr(m, name)), None)
         if owner is None or not value:
             raise SystemExit(f"--constant {assignment}: no reader constant of that name (NAME=VALUE)")

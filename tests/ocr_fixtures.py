@@ -27,6 +27,11 @@ INKS = {  # RGB reflectance of the ink; pencil is lighter and grainy
 }
 PENCIL_GRAIN = 0.35  # pencil strokes lose up to this fraction of their darkness, pixel by pixel
 PICK_SEED_OFFSET = 1_000_003  # make_image draws its writers from the style's seed plus this (not its pixels' rng)
+RULES_SEED_OFFSET = 2_000_003  # ... and where a page's rules fall from this (pages without rules draw nothing more)
+RULE_COLOURS = {  # RGB reflectance of printed rules: a school notebook's blue, a pad's grey
+    "blue": (0.55, 0.70, 0.95),
+    "grey": (0.62, 0.62, 0.62),
+}
 
 
 @dataclass
@@ -50,6 +55,10 @@ class Style:
     margin: float = 0.8  # empty paper around the text (minimum, when a page size is given)
     line_gap: float = 0.7  # between lines
     page_px: tuple[int, int] | None = None  # (width, height); None: the text plus margins
+    rules: str = ""  # printed on the paper under the ink: "" none, "ruled" (lines), "squared" (a grid)
+    rule_pitch: float = 1.2  # between neighbouring rules
+    rule_px: float = 1.0  # rule thickness in px, before the photo's blur
+    rule_colour: str = "blue"  # a key of RULE_COLOURS
     seed: int = 0  # placement on the page, jitter, grain and noise
     extra: dict = field(default_factory=dict)  # free notes carried into ground truth
 
@@ -195,6 +204,31 @@ def lighting(shape: tuple[int, int], style: Style, rng: np.random.Generator) -> 
     return light.astype(np.float32)
 
 
+def paper_rules(shape: tuple[int, int], style: Style) -> np.ndarray:
+    """The paper's reflectance (H, W, 3) under a ruled or squared pattern: lines style.rule_pitch digit heights
+    apart, turned with the writing (style.rotation: the photo turned paper and ink together), at a random
+    offset; antialiased, rule_px thick."""
+    h, w = shape
+    rng = np.random.default_rng(style.seed + RULES_SEED_OFFSET)
+    pitch = max(2.0, style.rule_pitch * style.height)
+    theta = np.radians(style.rotation)
+    along = np.array([np.cos(theta), -np.sin(theta)])  # a "horizontal" rule's direction (image rows grow down)
+    cover = np.zeros((h, w), np.float32)
+    span = float(np.hypot(h, w))
+    centre = np.array([w / 2, h / 2])
+    directions = [along] + ([np.array([-along[1], along[0]])] if style.rules == "squared" else [])
+    for direction in directions:
+        normal = np.array([-direction[1], direction[0]])
+        for offset in np.arange(-span / 2 + rng.uniform(0, pitch), span / 2, pitch):
+            a, b = centre + offset * normal - span * direction, centre + offset * normal + span * direction
+            line = np.zeros((h, w), np.float32)
+            cv2.line(line, tuple(int(round(v * 16)) for v in a), tuple(int(round(v * 16)) for v in b), 1.0,
+                     max(1, round(style.rule_px)), cv2.LINE_AA, shift=4)
+            np.maximum(cover, line, out=cover)
+    colour = np.array(RULE_COLOURS[style.rule_colour], np.float32)
+    return 1 - cover[..., None] * (1 - colour)
+
+
 def render(lines: list[list[np.ndarray]], style: Style) -> np.ndarray:
     """Lines of MNIST images -> an RGB photo (H, W, 3) uint8."""
     rng = np.random.default_rng(style.seed)
@@ -208,6 +242,8 @@ def photograph(ink: np.ndarray, style: Style, rng: np.random.Generator) -> np.nd
     if style.ink == "pencil":
         ink = ink * (1 - PENCIL_GRAIN * rng.random(ink.shape, dtype=np.float32))
     light = lighting(ink.shape, style, rng)[..., None]  # (H, W, 1)
+    if style.rules:
+        light = light * paper_rules(ink.shape, style)  # (H, W, 3): the rules' colour on the paper
     cover = ink[..., None]
     chalk = np.repeat(light * (0.15 + 0.7 * cover), 3, axis=2)  # light strokes on a dark board
     img = chalk if style.invert else light * (1 - cover + cover * ink_rgb)  # (H, W, 3)

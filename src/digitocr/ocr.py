@@ -33,6 +33,7 @@ from .cuts import MERGE_GAP, Lattice, PathSearch, may_touch, merge_glyphs
 from .errors import DigitocrError, NoDigitError
 from .imageio import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, GreyImage, ImageInput, load_grey
 from .preprocess import InkMap, frame_parts, framings, ink_map, turn
+from .rules import lift_rules
 from .segment import Glyph, deskew_angle, find_glyphs, line_height, spaces_before, stacked_pairs
 
 WORK_PIXELS = 4_000_000  # larger images are read at this size: digits stay >= 10 px tall on a 20 MP page
@@ -151,7 +152,7 @@ class Reader:
     def read(self, image: ImageInput, name: str | None = None, *, debug: bool = False) -> ReadResult:
         """Read every digit in an image (path, encoded bytes or array); a blank image gives empty text."""
         page = load_grey(image, name, self.max_pixels, self.max_bytes, self.work_pixels, digit_scale)
-        ink, lines, to_page = level(ink_map(page.pixels))
+        ink, lines, to_page = level(page_ink(page.pixels))
         lines, probs, crops = self.segment_and_classify(lines, ink.ink)
         file = name if name is not None else str(image) if isinstance(image, str | os.PathLike) else None
         return self.assemble(page, lines, probs, crops, file, debug, to_page)
@@ -159,7 +160,7 @@ class Reader:
     def classify(self, image: ImageInput, name: str | None = None) -> np.ndarray:
         """One digit image (any size or polarity) -> (10,) probabilities; all its ink is taken as one digit."""
         page = self.load(image, name)
-        ink = ink_map(page.pixels)
+        ink = page_ink(page.pixels)
         glyphs = [g for line in find_glyphs(ink) for g in line]
         # (H, W): the glyphs' ink; or, where segmentation kept none (a digit filling its image to the edge
         # looks like a background blob to it), all the ink there is
@@ -471,10 +472,16 @@ def digit_scale(preview: GreyImage) -> float:
 
     Framing needs only 20 px per digit, and every step after it costs in proportion to the pixels.
     """
-    heights = [g.box[3] for line in find_glyphs(ink_map(preview.pixels), PREVIEW_MIN_DIGIT_PX) for g in line]
+    heights = [g.box[3] for line in find_glyphs(page_ink(preview.pixels), PREVIEW_MIN_DIGIT_PX) for g in line]
     if not heights:
         return 1.0
     return min(1.0, TARGET_HEIGHT / (float(np.median(heights)) / preview.scale))
+
+
+def page_ink(grey: np.ndarray) -> InkMap:
+    """(H, W) grey -> where the writing is: the ink map (preprocess.ink_map) without the rules of ruled or
+    squared paper (rules.lift_rules), which join every digit written across them into one glyph."""
+    return lift_rules(ink_map(grey))
 
 
 def level(ink: InkMap) -> tuple[InkMap, list[list[Glyph]], np.ndarray | None]:
