@@ -112,7 +112,7 @@ def optdigits(reader) -> dict[str, float]:
 
 
 def markdown(results: dict, opt: dict | None, model: str) -> str:
-    order = ["isolated", "number", "touching", "multiline", "long", "inverted", "photo8", "all"]
+    order = ["isolated", "number", "touching", "multiline", "long", "inverted", "photo8", "lined", "all"]
     rows = ["| category | images | exact match (misses) | digit accuracy | images/s | images/CPU-s |",
             "|---|---:|---:|---:|---:|---:|"]
     for k in [c for c in order if c in results]:

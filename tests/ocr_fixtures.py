@@ -222,7 +222,7 @@ def paper_rules(shape: tuple[int, int], style: Style) -> np.ndarray:
         for offset in np.arange(-span / 2 + rng.uniform(0, pitch), span / 2, pitch):
             a, b = centre + offset * normal - span * direction, centre + offset * normal + span * direction
             line = np.zeros((h, w), np.float32)
-            cv2.line(line, tuple(int(round(v * 16)) for v in a), tuple(int(round(v * 16)) for v in b), 1.0,
+            cv2.line(line, tuple(int(np.rint(v * 16)) for v in a), tuple(int(np.rint(v * 16)) for v in b), 1.0,
                      max(1, round(style.rule_px)), cv2.LINE_AA, shift=4)
             np.maximum(cover, line, out=cover)
     colour = np.array(RULE_COLOURS[style.rule_colour], np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 from .preprocess import InkMap
 
 SPAN = 0.3  # only ink whose component spans this fraction of the image's width or height may hold rules ...
-MIN_RULE_PX = 30  # ... and is at least this long: smaller images are one digit, not a page of rules
+MIN_RULE_PX = 40  # ... and is at least this long: smaller images are one digit (UCI optdigits, 32 px), not ruled paper
 FILL = 0.75  # a rule is a straight row (column) of ink over this fraction of its components' width (height)
 WOBBLE = 1  # px: a thin rule turned level may stray this far from one row
 MAX_ANGLE = 15.0  # rules slope at most this many degrees (a photo turned by hand)
