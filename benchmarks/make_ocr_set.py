@@ -118,7 +118,7 @@ def main() -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1; develop on 1, report on 2)")
     p.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
-    p.add_argument("--category", default=None,
+    p.add_argument("--category", default=None, choices=[*CATEGORIES, "lined"],
                    help="make every image of this one category, e.g. lined (default: the CATEGORIES mix)")
     args = p.parse_args()
 

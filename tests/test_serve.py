@@ -463,8 +463,15 @@ def test_the_server_takes_read_s_network_options():
     assert "best.safetensors" in repr(asked.second)
     alone, = build_readers(ServeSettings(model=MODEL, verifier=MODEL), count=1)
     assert alone._reads_with_verifier and alone.second is None
+    from digitocr.runtime import BF16_CPU_FLAGS, cpu_flags
+
     fp32, = build_readers(ServeSettings(precision="fp32"), count=1)
     assert not fp32.classifier.fn.bf16 and not fp32.verifier.fn.bf16
+    if any(f in cpu_flags() for f in BF16_CPU_FLAGS):  # auto is fp32 on CPUs without AMX: bf16 must be asked
+        bf16, = build_readers(ServeSettings(precision="bf16"), count=1)
+        assert bf16.classifier.fn.bf16 and bf16.verifier.fn.bf16
+    with TestClient(create_app(ServeSettings(second="photo", threads=1))) as c:  # photo is not its own second
+        assert c.get("/v1/models").json()["serving"]["second"] is None
     with TestClient(create_app(ServeSettings(model=MODEL, verifier=None, threads=1))) as c:
         serving = c.get("/v1/models").json()["serving"]
         assert serving["verifier"] is None and serving["second"] is None

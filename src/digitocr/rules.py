@@ -36,8 +36,8 @@ RULE_DIGITS = 2.0  # a rule is at least this many times as long as the tallest c
 RULE_THIN = 0.2  # ... and at most this fraction of its height thick
 SIGNIFICANT = 0.1  # ... counting components with at least this fraction of the largest one's area
 CROSS_MARGIN = 2  # a stroke's pixels within a rule are kept where ink lies within this many px beyond both edges
-EDGE_REACH, EDGE_REACH_PX = 0.03, 2  # a rule comes this close (share of the side, px at least) to the edge
-RIM = 3  # the removed rule is widened by this (px, a square): its antialiased rim is not left as specks
+EDGE_REACH, EDGE_REACH_PX = 0.03, 2  # a rule's ends come this close (share of its line, px at least) to the borders
+RIM = 3  # the removed rule is dilated by a RIM x RIM square (1 px each side): its antialiased rim leaves no specks
 
 
 def lift_rules(ink: InkMap) -> InkMap:
@@ -46,21 +46,24 @@ def lift_rules(ink: InkMap) -> InkMap:
     candidates = spanning(mask)
     if candidates is None:
         return ink
-    inside, extents = candidates
-    ys, xs = np.nonzero(inside)
-    bands = rule_bands(mask, inside, rule_angle(xs, ys), extents)
-    if not bands:
+    long, extents = candidates
+    ys, xs = np.nonzero(long)
+    page = Turned.of(mask, long, rule_angle(xs, ys))
+    bands = rule_bands(page, extents)
+    # Rules are long and thin beside the writing left once every end-to-end band is gone (the digits they
+    # cross whole again). Upright ones count only on squared paper, where level ones were found too: a line
+    # of digits cropped tight is crossed top to bottom by its 1s' and 4s' stems.
+    across = [b for b in bands if b.end_to_end]
+    if not across:
         return ink
-    # rules are long and thin beside the writing left without them (the digits they cross whole again); a
-    # row through a line of digits (the bars of two 4s, say) that fills as much ends with the digits, inside
-    # the page's margins, and is as thick as a stroke and about as long as a digit
-    union = _union(bands, mask)
+    union = page.paint(across)
     tallest = tallest_left(mask, union & ~crossings(mask, union))
-    rules = [b for b in bands if b.reaches_edge and b.length >= RULE_DIGITS * tallest
-             and b.thickness <= RULE_THIN * tallest]
+    rules = [b for b in across if b.length >= RULE_DIGITS * tallest and b.thickness <= RULE_THIN * tallest]
+    if not any(b.level for b in rules):
+        rules = []
     if not rules:
         return ink
-    removed = _union(rules, mask)
+    removed = page.paint(rules)
     gone = (cv2.dilate(removed, np.ones((RIM, RIM), np.uint8)) & ~crossings(mask, removed)).view(bool)
     lifted = np.where(gone, 0, ink.ink).astype(np.float32)
     unjoined = None if ink.unjoined is None else np.where(gone, 0, ink.unjoined).astype(np.float32)
@@ -103,63 +106,80 @@ def rule_angle(xs: np.ndarray, ys: np.ndarray) -> float:
 
 
 @dataclass
-class Band:
-    """One candidate rule: the ink (H, W) uint8 of its rows (columns) in the page's frame, the rule's length
-    and thickness in px."""
+class Turned:
+    """A page's ink turned so that its rules run level: all of it (`ink`), the long components alone (`long`)
+    and where the page itself lies (`inside`: 1 within its borders), each (h', w') uint8; the map (2, 3) back
+    to the page (None where it was not turned) and the page's own ink map `mask` (H, W)."""
 
-    pixels: np.ndarray
+    ink: np.ndarray
+    long: np.ndarray
+    inside: np.ndarray
+    back: np.ndarray | None
+    mask: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray, long: np.ndarray, angle: float) -> Turned:
+        level, back = _turned(long, angle)
+        if back is None:
+            return cls(mask, long, np.ones_like(mask), None, mask)
+        return cls(_turned(mask, angle)[0], level, _turned(np.ones_like(mask), angle)[0], back, mask)
+
+    def paint(self, bands: list[Band]) -> np.ndarray:
+        """All the ink (H, W) uint8 in the bands' rows and columns, in the page's frame: the rules, strokes
+        across them and their broken-off bits. One turn back for all of them."""
+        found = np.zeros_like(self.ink)
+        for b in bands:
+            if b.level:
+                found[b.start:b.stop] = self.ink[b.start:b.stop]
+            else:
+                found[:, b.start:b.stop] = self.ink[:, b.start:b.stop]
+        if self.back is not None:
+            h, w = self.mask.shape
+            found = cv2.warpAffine(found, self.back, (w, h), flags=cv2.INTER_NEAREST)
+        return found & self.mask
+
+
+@dataclass
+class Band:
+    """One candidate rule on a Turned page: rows (level) or columns [start, stop), how long and thick the
+    rule is (px), and whether it runs from one border of the page to the other."""
+
+    level: bool
+    start: int
+    stop: int
     length: int
     thickness: int
-    reaches_edge: bool  # it runs to the image's edge (see `_reaches_edge`)
+    end_to_end: bool
 
 
-def rule_bands(mask: np.ndarray, inside: np.ndarray, angle: float, extents: tuple[int, int]) -> list[Band]:
-    """Candidate rules, level ones and upright ones. The candidate components `inside` (H, W) uint8 are
-    turned level (by -`angle`); a rule is a band of rows (columns) that ink fills over FILL of the candidates'
-    width (height): gaps where a faint rule fell below the threshold are allowed. Each row counts the ink
-    WOBBLE rows either side of it too, for a thin rule that the turn left a pixel off straight."""
-    h, w = inside.shape
-    level, back = _turned(inside, angle)
-    every = mask if back is None else _turned(mask, angle)[0]  # all the ink, turned the same way
+def rule_bands(page: Turned, extents: tuple[int, int]) -> list[Band]:
+    """Candidate rules, level ones and upright ones: bands of rows (columns) of the turned page that the long
+    components' ink fills over FILL of their width (height); gaps where a faint rule fell below the threshold
+    are allowed. Each row counts the ink WOBBLE rows either side of it too, for a thin rule that the turn
+    left a pixel off straight. Printed rules run across the paper, so a rule is `end_to_end` when its ink
+    reaches within EDGE_REACH of the page's borders at both ends; a row through a line of digits ends with
+    them."""
     bands = []
-    for axis in (1, 0):  # sums along rows (level rules), then along columns (upright ones)
-        across = (1, 2 * WOBBLE + 1) if axis == 1 else (2 * WOBBLE + 1, 1)  # (width, height) of the kernel
-        thick = cv2.dilate(level, cv2.getStructuringElement(cv2.MORPH_RECT, across))
-        full = thick.sum(axis=axis) >= FILL * extents[0 if axis == 1 else 1]  # (rows,) or (cols,)
+    for level in (True, False):
+        across = (1, 2 * WOBBLE + 1) if level else (2 * WOBBLE + 1, 1)  # (width, height) of the kernel
+        thick = cv2.dilate(page.long, cv2.getStructuringElement(cv2.MORPH_RECT, across))
+        sums = thick.sum(axis=1 if level else 0, dtype=np.int64)  # (rows,) or (cols,)
+        full = sums >= FILL * extents[0 if level else 1]
         edges = np.flatnonzero(np.diff(np.concatenate([[0], full.astype(np.int8), [0]])))
         for start, stop in zip(edges[::2], edges[1::2], strict=True):  # runs of full rows: one band each
-            found = np.zeros_like(level)  # all the ink in the band: the rule, strokes across it, its bits
-            if axis == 1:
-                found[start:stop] = every[start:stop]
-            else:
-                found[:, start:stop] = every[:, start:stop]
-            own = level[start:stop] if axis == 1 else level[:, start:stop]  # the long components' ink alone
-            along = np.flatnonzero(own.any(axis=1 - axis))  # the columns (rows) the rule reaches
-            if not len(along):
+            own = page.long[start:stop] if level else page.long[:, start:stop].T  # (rows, along)
+            along = np.flatnonzero(own.any(axis=0))  # where the rule runs
+            every = page.ink[start:stop] if level else page.ink[:, start:stop].T  # with its broken-off ends
+            reaches = np.flatnonzero(every.any(axis=0))
+            middle = (start + stop) // 2
+            border = np.flatnonzero(page.inside[middle] if level else page.inside[:, middle])  # the page there
+            if not len(along) or not len(border):
                 continue
-            if back is not None:
-                found = cv2.warpAffine(found, back, (w, h), flags=cv2.INTER_NEAREST)
-            bands.append(Band(found & mask, int(along[-1] - along[0] + 1), max(1, stop - start - 2 * WOBBLE),
-                              _reaches_edge(found & inside, axis == 1)))
+            reach = max(EDGE_REACH_PX, round(EDGE_REACH * len(border)))
+            end_to_end = reaches[0] <= border[0] + reach and reaches[-1] >= border[-1] - reach
+            bands.append(Band(level, int(start), int(stop), int(along[-1] - along[0] + 1),
+                              max(1, int(stop - start) - 2 * WOBBLE), bool(end_to_end)))
     return bands
-
-
-def _reaches_edge(rule: np.ndarray, level: bool) -> bool:
-    """Does the rule (H, W) run to the image's edge, left or right (top or bottom for an upright one)?
-    Printed rules run to the paper's edge, and a photo of writing on ruled paper seldom shows it; a row
-    through a line of digits ends with the digits, inside the page's margins."""
-    h, w = rule.shape
-    side = w if level else h
-    reach = max(EDGE_REACH_PX, round(EDGE_REACH * side))
-    seen = np.flatnonzero(rule.any(axis=0 if level else 1))  # the columns (rows) it covers
-    return bool(len(seen)) and bool(seen[0] <= reach or seen[-1] >= side - 1 - reach)
-
-
-def _union(bands: list[Band], like: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(like)
-    for b in bands:
-        out |= b.pixels
-    return out
 
 
 def _turned(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -180,7 +200,10 @@ def crossings(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
     without the rules, across them, fills gaps as wide as a rule where ink lies beyond both of its edges
     (rules are thinner than digits; a stroke that only touches a rule loses the rule's width)."""
     off = mask & ~rules
-    thickness = 2 * int(np.ceil(cv2.distanceTransform(rules, cv2.DIST_L2, 3).max())) + 1
+    # the distance to paper, the image's border counted as paper: a rule along the edge is no thicker, and
+    # a map that is all ink has a finite depth
+    depth = cv2.distanceTransform(np.pad(rules, 1), cv2.DIST_L2, 3)
+    thickness = 2 * int(np.ceil(depth.max())) + 1
     span = thickness + 2 * CROSS_MARGIN
     kept = np.zeros_like(mask)
     for kernel in ((1, span), (span, 1)):  # (width, height): across level rules, then across upright ones

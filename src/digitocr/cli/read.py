@@ -123,9 +123,6 @@ def run(args: argparse.Namespace) -> int:
     for path, name in zip(bar, names, strict=True):
         try:
             result = reader.read(path, debug=debug_dir is not None)
-            print(format_line(result, args.json), flush=True)
-            if debug_dir is not None:
-                write_debug(result, debug_dir, name)
         except DigitocrError as e:
             if not batch:
                 raise
@@ -133,6 +130,16 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"digitocr read: error: {e}", file=sys.stderr)
             if args.json:  # JSON lines name every file, as --output does: a reader of them sees the failures
                 print(json.dumps({"file": str(path), "error": str(e)}), flush=True)
+            continue
+        print(format_line(result, args.json), flush=True)
+        if debug_dir is not None:
+            try:  # the file was read and its line printed: a debug image that can't be written is its own error
+                write_debug(result, debug_dir, name)
+            except DigitocrError as e:
+                if not batch:
+                    raise
+                failed += 1
+                bar.write(f"digitocr read: error: {e}", file=sys.stderr)
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else some_failed

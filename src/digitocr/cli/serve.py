@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..errors import DigitocrError
-    from ..ocr import second_opinion
-    from ..serve.app import create_app
+    from ..serve.app import create_app, helper_networks
     from ..serve.settings import ServeSettings, default_workers
 
     workers = args.workers or (1 if args.threads else default_workers())
@@ -57,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     check_address(args.host, args.port)
     app = create_app(settings)  # load the model before listening: a bad --model fails here, in one line
     pool = f"{workers} worker processes" if workers > 1 else f"{settings.inference_threads()} inference thread(s)"
+    verifier, second = helper_networks(settings)
     print(f"digitocr serve: http://{args.host}:{args.port}/ (API docs at /docs), model {args.model} "
-          f"(verifier {args.verifier or 'none'}, second {second_opinion(args.model, args.second) or 'none'}), "
-          f"backend {args.backend}, {pool}", flush=True)  # only once it can serve
+          f"(verifier {verifier or 'none'}, second {second or 'none'}), backend {args.backend}, {pool}",
+          flush=True)  # only once it can serve
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -35,8 +35,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
     import torch
 
     from ..classifier import load_classifier
-    from ..ocr import VERIFIER, Reader, second_opinion
-    from ..registry import bundled_models
+    from ..ocr import Reader
 
     threads = count or settings.inference_threads()
     torch.set_num_threads(1)  # parallelism comes from the pool's threads or processes, one core each
@@ -52,12 +51,7 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
             raise DigitocrError(str(e).replace("--model ", f"{role} ", 1)) from None
 
     limits = dict(max_pixels=settings.max_pixels, max_bytes=settings.max_bytes, min_confidence=settings.min_confidence)
-    verifier = settings.verifier
-    if verifier == VERIFIER and VERIFIER not in bundled_models():
-        verifier = None  # as Reader does: a package without the bundled verifier reads with the model's confidence
-    second = second_opinion(settings.model, settings.second)
-    if second == settings.model:
-        second = None  # as Reader does: a network is not its own second opinion
+    verifier, second = helper_networks(settings)
     readers = []
     for _ in range(threads):
         model = load(settings.model, "--model")
@@ -65,6 +59,20 @@ def build_readers(settings: ServeSettings, count: int | None = None) -> list[Any
         verify = model if verifier == settings.model else load(verifier, "--verifier")
         readers.append(Reader(model=model, verifier=verify, second=load(second, "--second"), **limits))
     return readers
+
+
+def helper_networks(settings: ServeSettings) -> tuple[str | None, str | None]:
+    """The verifier and second network a server's Readers hold, as `digitocr read` resolves them: no bundled
+    verifier in the package reads with the model's confidence; "auto" picks the second network; a network
+    is not its own second opinion."""
+    from ..ocr import VERIFIER, second_opinion
+    from ..registry import bundled_models
+
+    verifier = settings.verifier
+    if verifier == VERIFIER and VERIFIER not in bundled_models():
+        verifier = None
+    second = second_opinion(settings.model, settings.second)
+    return verifier, None if second == settings.model else second
 
 
 def create_app(reader_or_settings: Any = None, **overrides: Any) -> FastAPI:

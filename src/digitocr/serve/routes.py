@@ -78,12 +78,12 @@ async def classify(request: Request):
 
 @router.get("/v1/models", summary="The bundled models and the one being served")
 async def models(request: Request):
-    from ..ocr import second_opinion
     from ..registry import bundled_models, model_card
+    from .app import helper_networks
 
     settings = request.app.state.settings
-    return {"serving": {"model": settings.model, "verifier": settings.verifier,
-                        "second": second_opinion(settings.model, settings.second), "backend": settings.backend,
+    verifier, second = helper_networks(settings)
+    return {"serving": {"model": settings.model, "verifier": verifier, "second": second, "backend": settings.backend,
                         **request.app.state.pool.describe()},
             "models": [{"name": name, "card": model_card(name)} for name in bundled_models()]}
 
