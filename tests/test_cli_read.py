@@ -78,6 +78,20 @@ def test_debug_dir(capsys, folder, model, tmp_path):
     assert crops == ["00_0.png", "01_7.png", "02_1.png", "03_4.png"]
 
 
+def test_an_image_on_standard_input(folder, model):
+    def read(data: bytes, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "digitocr", "read", "-", *extra, "--model", str(model)],
+                              input=data, capture_output=True, timeout=120)
+
+    done = read((folder / "a.png").read_bytes(), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) | {"digits": []} == {"file": "-", "text": "0714",
+                                                                                 "digits": []}
+    empty = read(b"")
+    assert empty.returncode == 2 and empty.stdout == b"" and len(empty.stderr.strip().splitlines()) == 1
+    mixed = read(b"", str(folder / "a.png"))
+    assert mixed.returncode == 2 and b"standard input" in mixed.stderr
+
+
 def test_debug_dir_writes_for_a_file_name_that_is_not_utf8(folder, model, tmp_path):
     """A byte name such as Latin-1's "café" (b"caf\\xe9") arrives with a surrogate escape; cv2.imwrite crashed
     the whole process (SIGSEGV) on such a path, so this runs in a child process."""

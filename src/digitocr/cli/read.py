@@ -14,11 +14,14 @@ from .common import add_reader_args, positive_int
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 EXIT_SOME_FAILED = 1  # a batch where some files could not be read (each reported on stderr)
 GLOB_CHARS = "*?["
+STDIN = "-"  # IMAGE "-" reads one image from standard input ...
+STDIN_DEBUG_NAME = "stdin"  # ... whose --debug-dir files are stdin_overlay.png and stdin_crops/
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("read", help="read digits and numbers from images (PNG, JPEG, BMP, TIFF, WebP, GIF)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images or glob patterns")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, folders of images or glob patterns; - reads one image from standard input")
     add_reader_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file (default: FILE<TAB>TEXT)")
     p.add_argument("--debug-dir", default=None,
@@ -103,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.output == "-":  # the usual spelling of stdout: JSON lines printed, nothing to resume from
         args.output, args.json = None, True
+    if STDIN in args.images:
+        return read_stdin(args)
     paths, batch, problems = expand_inputs(args.images, args.recursive)
     if not paths and problems:  # several inputs, none with a file in it
         raise DigitocrError("; ".join(problems))
@@ -143,6 +148,23 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"digitocr read: {failed} of {len(paths)} files could not be read", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else some_failed
+
+
+def read_stdin(args: argparse.Namespace) -> int:
+    """IMAGE "-": one image's bytes from standard input (`cat scan.png | digitocr read -`), read like a file."""
+    from ..errors import DigitocrError
+    from ..ocr import Reader
+
+    if args.images != [STDIN] or args.output is not None or args.jobs > 1:
+        raise DigitocrError("IMAGE - (standard input) is read alone: one image, without --output or --jobs")
+    reader = Reader(**reader_options(args))
+    data = sys.stdin.buffer.read(reader.max_bytes + 1)  # one byte over the limit is enough to refuse it
+    result = reader.read(data, name=STDIN, debug=args.debug_dir is not None)
+    print(format_line(result, args.json), flush=True)
+    if args.debug_dir is not None:
+        make_dir(Path(args.debug_dir), "--debug-dir")
+        write_debug(result, Path(args.debug_dir), STDIN_DEBUG_NAME)
+    return 0
 
 
 def reader_options(args: argparse.Namespace) -> dict:
