@@ -56,9 +56,9 @@ class SlowReader:
         time.sleep(self.delay_s)
         return self.reader.read(image, name=name)
 
-    def classify(self, image):
+    def classify(self, image, name=None):
         time.sleep(self.delay_s)
-        return self.reader.classify(image)
+        return self.reader.classify(image, name)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,11 @@ def test_classify_returns_ten_probabilities(client, reader):
     assert body["confidence"] == max(body["probabilities"])
     for blank in (Image.new("L", (64, 64), 255), Image.new("L", (1, 1), 0)):  # read() gives "" for these
         assert_error(client.post("/v1/classify", content=png_bytes(blank)), 422, "no ink")
+    # errors name the image as /v1/read's do: by its upload's file name, or ?name=
+    blank = png_bytes(Image.new("L", (64, 64), 255))
+    assert_error(client.post("/v1/classify", files={"image": ("empty-box.png", blank, "image/png")}), 422,
+                 "empty-box.png")
+    assert_error(client.post("/v1/classify?name=field-7", content=blank), 422, "field-7")
 
 
 def test_models_health_docs_and_page(client):

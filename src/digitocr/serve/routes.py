@@ -69,11 +69,13 @@ async def read(request: Request,
 
 
 @router.post("/v1/classify", summary="Classify one digit image", openapi_extra=IMAGE_BODY, responses=ERRORS)
-async def classify(request: Request):
+async def classify(request: Request,
+                   name: str | None = Query(None, description="a name for the image in errors")):
     """The whole image is one digit: returns the predicted digit, its confidence and all 10 probabilities."""
-    data, _, left_s = await receive_image(request, None)
+    data, label, left_s = await receive_image(request, name)
     limit_s = request.app.state.settings.timeout_s
-    return json_response(await request.app.state.pool.run(partial(classify_payload, data=data), left_s, limit_s))
+    task = partial(classify_payload, data=data, name=label)
+    return json_response(await request.app.state.pool.run(task, left_s, limit_s))
 
 
 @router.get("/v1/models", summary="The bundled models and the one being served")

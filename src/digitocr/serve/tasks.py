@@ -42,8 +42,9 @@ def read_payload(reader: Any, data: bytes, name: str | None, crops: bool) -> dic
     return payload
 
 
-def classify_payload(reader: Any, data: bytes) -> dict[str, Any]:
-    """The whole image is one digit: the predicted digit, its confidence and all 10 probabilities."""
-    probs = reader.classify(data)  # (10,)
+def classify_payload(reader: Any, data: bytes, name: str | None = None) -> dict[str, Any]:
+    """The whole image is one digit: the predicted digit, its confidence and all 10 probabilities. `name`
+    names the image in errors, as /v1/read's do."""
+    probs = reader.classify(data, name)  # (10,)
     digit = int(np.argmax(probs))
     return {"digit": digit, "confidence": round(float(probs[digit]), 6), "probabilities": probabilities(probs)}
