@@ -78,6 +78,15 @@ def test_debug_dir(capsys, folder, model, tmp_path):
     assert crops == ["00_0.png", "01_7.png", "02_1.png", "03_4.png"]
 
 
+def test_a_glob_through_a_symlink_loop_reads_each_file_once(capsys, folder, model, tmp_path):
+    top = tmp_path / "rec"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "a.png").write_bytes((folder / "a.png").read_bytes())
+    (top / "sub" / "loop").symlink_to(top)  # sub/loop/sub/loop/... all lead back to top
+    code, out, _ = run(capsys, str(top / "**" / "*.png"), "--model", str(model))
+    assert code == 0 and out.splitlines() == [f"{top / 'sub' / 'a.png'}\t0714"]
+
+
 def test_an_image_on_standard_input(folder, model):
     def read(data: bytes, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "digitocr", "read", "-", *extra, "--model", str(model)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -74,8 +75,8 @@ def expand_inputs(args: list[str], recursive: bool = False) -> tuple[list[Path],
             paths.append(path)
     seen: set[str] = set()
     unique = []
-    for p in paths:  # the first naming of each file is the one kept
-        if (key := file_key(str(p))) not in seen:
+    for p in paths:  # the first naming of each file is the one kept, links to it included: a `**` glob
+        if (key := os.path.realpath(file_key(str(p)))) not in seen:  # through a symlink loop names it many times
             seen.add(key)
             unique.append(p)
     return unique, batch, problems
