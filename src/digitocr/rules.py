@@ -8,11 +8,12 @@ ink into the sharpest rows and columns), turns the long components level, takes 
 fills over most of their width (height) as rules, removes them, and keeps their pixels where a stroke
 crosses them (ink on both sides of the rule).
 
-A rule is told from a row through the writing (the bars of two 4s, a 2's base) by three things: it runs to
-the image's edge, as printed rules run to the paper's; it is at least RULE_DIGITS times as long as the
-tallest thing left once the rules are gone; and it is thinner than RULE_THIN of that. A dash, a 7's bar or
-a 1 filling its image is none of these, and a page that is nothing but rules keeps them (segment drops lone
-rules itself). Pages without long components (most pages) cost one labelling of the ink.
+A rule is told from a row through the writing (the bars of two 4s, a 2's base) by three things: it runs
+from border to border, as printed rules run across the paper; it is at least RULE_DIGITS times as long as
+the tallest thing left once the rules are gone; and it is thinner than RULE_THIN of that. Upright rules
+count only beside level ones (squared paper): a number cropped tight is crossed top to bottom by its 1s.
+A dash, a 7's bar or a 1 filling its image is no rule, and a page that is nothing but rules keeps them
+(segment drops lone rules itself). Pages without long components (most pages) cost one labelling of the ink.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ def lift_rules(ink: InkMap) -> InkMap:
     tallest = tallest_left(mask, union & ~crossings(mask, union))
     rules = [b for b in across if b.length >= RULE_DIGITS * tallest and b.thickness <= RULE_THIN * tallest]
     if not any(b.level for b in rules):
-        rules = []
-    if not rules:
         return ink
     removed = page.paint(rules)
     gone = (cv2.dilate(removed, np.ones((RIM, RIM), np.uint8)) & ~crossings(mask, removed)).view(bool)
