@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import cv2
 import numpy as np
 
+from .config import Precision
 from .constants import DEFAULT_CLASSIFIER as CLASSIFIER
 from .constants import DEFAULT_MIN_CONFIDENCE, IMAGE_SIZE, NUM_CLASSES, SECOND_OPINION
 from .constants import DEFAULT_SECOND as SECOND
@@ -57,7 +58,7 @@ SECOND_VOTE = 0.5  # ... whose digit probabilities vote with this power: `best` 
 MIN_VOTE = 1e-4
 KEEP_HALO = 5  # a turned page keeps the faint pixels this wide (px) around its glyphs' ink, to resample edges
 TURN_MARGIN = 1.0  # ... and this many line heights of paper around them
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = get_args(Precision)  # a network's arithmetic, as --precision
 BOUNDARIES_PER_ROUND = 3  # each round of the cut search verifies the parts leaving this many boundaries
 
 

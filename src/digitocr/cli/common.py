@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import get_args
 
+from ..config import Precision
 from ..constants import DEFAULT_VALIDATION_SIZE, IMAGE_SIZE
 from ..errors import DigitocrError
 
@@ -63,7 +65,7 @@ def add_reader_args(p: argparse.ArgumentParser) -> None:
                         f"checkpoint, 'none', or 'auto': `best` when --model is {DEFAULT_CLASSIFIER} "
                         f"(default: {DEFAULT_SECOND})")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="(default: torch)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=get_args(Precision), default="auto",
                    help="the torch networks' arithmetic: auto uses bf16 where it is faster than fp32, on AMX CPUs "
                         "(default: auto)")
     p.add_argument("--min-confidence", type=probability, default=DEFAULT_MIN_CONFIDENCE,
@@ -91,7 +93,7 @@ def add_data_args(p: argparse.ArgumentParser, validation: bool = True) -> None:
 
 
 def add_compute_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+    p.add_argument("--precision", choices=get_args(Precision), default=None,
                    help="auto uses bf16 where it is faster than fp32: AMX CPUs, GPUs with bf16 (default: auto)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cpu)")
