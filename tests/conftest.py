@@ -133,3 +133,19 @@ def model() -> Path:
     except Exception as e:
         pytest.skip(f"MNIST not available: {e}")
     return small_model_dir()
+
+
+@pytest.fixture(scope="module")
+def reader(model):
+    """A Reader of the small OCR test model (with the bundled verifier)."""
+    from digitocr.ocr import Reader
+
+    return Reader(str(model))
+
+
+@pytest.fixture(scope="module")
+def digits(model):
+    """(images, labels): MNIST test digits the small model reads surely (ocr_fixtures.easy_digits)."""
+    from ocr_fixtures import easy_digits
+
+    return easy_digits(model)

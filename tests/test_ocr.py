@@ -14,7 +14,7 @@ from PIL import Image
 
 from digitocr.errors import DigitocrError, ImageTooLargeError
 from digitocr.ocr import Reader
-from ocr_fixtures import Style, easy_digits, make_image, mnist_test
+from ocr_fixtures import Style, make_image, mnist_test
 
 NUMBER = "0714"
 STYLES = {
@@ -25,16 +25,6 @@ STYLES = {
     "thin pen, large": Style(pen=0.6, height=150, seed=6),
 }
 MEMORY_BOUND = 1.5 * 2**30  # bytes of peak RSS growth for reading a 20-megapixel image
-
-
-@pytest.fixture(scope="module")
-def reader(model):
-    return Reader(str(model))
-
-
-@pytest.fixture(scope="module")
-def digits(model):
-    return easy_digits(model)
 
 
 def photo(text: str, style: Style, digits) -> bytes:

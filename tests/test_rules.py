@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from digitocr.ocr import Reader, page_ink
+from digitocr.ocr import page_ink
 from digitocr.preprocess import InkMap, ink_map
 from digitocr.rules import lift_rules, rule_angle
-from ocr_fixtures import Style, easy_digits, make_image, photograph
+from ocr_fixtures import Style, make_image, photograph
 
 NUMBER = "0714"
 PAPERS = {  # each misread without lifting the rules (0714 read 47718, 7844, 71, 4)
@@ -20,16 +20,6 @@ PAPERS = {  # each misread without lifting the rules (0714 read 47718, 7844, 71,
     "squared, blue, thick, turned": Style(rules="squared", rule_pitch=1.3, rule_px=3, rule_colour="blue",
                                           rotation=5, seed=30),
 }
-
-
-@pytest.fixture(scope="module")
-def reader(model):
-    return Reader(str(model))
-
-
-@pytest.fixture(scope="module")
-def digits(model):
-    return easy_digits(model)
 
 
 def grey_of(data: bytes) -> np.ndarray:

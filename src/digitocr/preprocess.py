@@ -121,10 +121,7 @@ def turn(ink: InkMap, degrees: float, keep: np.ndarray, margin: int) -> tuple[In
     x, y, w, h = ink_box(keep) or (0, 0, *keep.shape[::-1])
     source = ink.ink if ink.unjoined is None else ink.unjoined
     region = np.where(keep[y:y + h, x:x + w], source[y:y + h, x:x + w], 0).astype(np.float32)  # (h, w)
-    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)  # (2, 3) region -> canvas
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    size = (int(np.ceil(w * cos + h * sin)) + 2 * margin, int(np.ceil(w * sin + h * cos)) + 2 * margin)
-    m[:, 2] += ((size[0] - w) / 2, (size[1] - h) / 2)  # the region's centre to the canvas's (W', H')
+    m, size = turn_matrix((w, h), degrees, margin)  # region -> canvas
     turned = cv2.warpAffine(region, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     # where the solid ink went, pixel for pixel: a faint digit's few solid pixels, averaged with their joined
     # neighbours, would fall below 0.5 and leave hysteresis nothing to join the digit to
@@ -133,6 +130,18 @@ def turn(ink: InkMap, degrees: float, keep: np.ndarray, margin: int) -> tuple[In
     back[:, 2] += (x, y)  # ... -> the original
     return InkMap(hysteresis(turned.copy(), ink.join_level, solid), ink.dark_ink, ink.threshold, turned,
                   ink.join_level), back
+
+
+def turn_matrix(size: tuple[int, int], degrees: float, margin: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """The map (2, 3) that turns an image of `size` (w, h) by `degrees` (counter-clockwise as shown, cv2's
+    sense) about its centre onto the smallest canvas that holds all of it with `margin` px around, and that
+    canvas's size (W', H')."""
+    w, h = size
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    canvas = (int(np.ceil(w * cos + h * sin)) + 2 * margin, int(np.ceil(w * sin + h * cos)) + 2 * margin)
+    m[:, 2] += ((canvas[0] - w) / 2, (canvas[1] - h) / 2)  # the image's centre to the canvas's
+    return m, canvas
 
 
 def _border(grey: np.ndarray) -> np.ndarray:

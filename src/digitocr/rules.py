@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .preprocess import InkMap
+from .preprocess import InkMap, turn_matrix
 
 SPAN = 0.3  # only ink whose component spans this fraction of the image's width or height may hold rules ...
 MIN_RULE_PX = 40  # ... and is at least this long: smaller images are one digit (UCI optdigits, 32 px), not ruled paper
@@ -186,11 +186,7 @@ def _turned(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray | N
     where the slope is below MIN_SLOPE."""
     if abs(angle) < MIN_SLOPE:
         return image, None
-    h, w = image.shape
-    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -angle, 1.0)  # (2, 3) image -> canvas
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    size = (int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos)))
-    m[:, 2] += ((size[0] - w) / 2, (size[1] - h) / 2)
+    m, size = turn_matrix(image.shape[::-1], -angle)  # image -> canvas
     return cv2.warpAffine(image, m, size, flags=cv2.INTER_NEAREST), cv2.invertAffineTransform(m)
 
 
