@@ -473,3 +473,13 @@ def test_wide_digits_alone_on_a_page_read_as_one_digit(mnist):
     reader = Reader("photo")
     texts = [reader.read(render([[test.images[i]]], Style(height=60, page_px=(300, 200)))).text for i in wide]
     assert sum(t == str(test.labels[i]) for i, t in zip(wide, texts, strict=True)) >= 33
+
+
+def test_a_page_lit_brightly_at_one_corner_is_not_read_inverted(mnist):
+    """A thin 7 on a 1131x992 photo lit brightly at its lower left, the rest in shadow (make_ocr_set seed 14's
+    page 582). Its preview is small enough for the border-fitted surface of a crop, which missed the lit corner:
+    the corner outweighed the thin strokes as light ink, and the page read "111110", inverted, at 1/8 scale."""
+    style = Style(height=103, pen=0.68, gradient=0.45, shadow=0.26, rotation=0.9, noise=0.011, jpeg_quality=76,
+                  margin=0.65, page_px=(1131, 992), seed=14000582)
+    page = make_image("7", style, mnist.test.images, mnist.test.labels)
+    assert Reader("photo").read(page).text == "7"

@@ -78,7 +78,7 @@ class InkMap:
 
 def ink_map(grey: np.ndarray) -> InkMap:
     """(H, W) grey in [0, 1] -> ink map: flatten the lighting, pick the polarity, threshold the contrast."""
-    background = estimate_background(grey)  # (H, W)
+    background, usual = paper_estimate(grey)  # (H, W) each
     small = max(grey.shape) <= SMALL_IMAGE_SIDE
     step = max(1, int(np.ceil((grey.size / STATS_PIXELS) ** 0.5)))  # statistics on a strided sample
     if small:  # one digit, maybe half the pixels: the ink is on the side the image leans to from its border
@@ -86,7 +86,11 @@ def ink_map(grey: np.ndarray) -> InkMap:
     else:
         sample = grey[::step, ::step] - background[::step, ::step]  # (h, w) mostly paper, lighting removed
         sample_sigma = noise_sigma(sample)  # the same whichever way the ink lies
-        dark = dark_ink(sample, sample_sigma)
+        if usual is background:
+            dark = dark_ink(sample, sample_sigma)
+        else:  # a border surface fits the border but can miss a lit corner inside, which then outweighs thin
+            # dark strokes as "light ink": the median, which follows it, decides the polarity
+            dark = dark_ink(grey[::step, ::step] - usual[::step, ::step])
     if not dark:
         grey, background = 1.0 - grey, 1.0 - background
     darker = background - grey  # (H, W) how much darker than its paper each pixel is
@@ -170,8 +174,21 @@ def hysteresis(ink: np.ndarray, low: float, seeds: np.ndarray | None = None) -> 
 
 
 def estimate_background(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness everywhere (H, W) float32: a large median on a reduced copy, resized back;
-    small images (probably one digit) take their border's median.
+    """The paper's brightness everywhere (H, W) float32 (`paper_estimate`)."""
+    return paper_estimate(grey).level
+
+
+class Paper(NamedTuple):
+    """The paper's brightness (H, W) float32, and the usual estimate of it (the large median, or a small image's
+    border level): the same array unless a crop's border surface was taken instead."""
+
+    level: np.ndarray
+    usual: np.ndarray
+
+
+def paper_estimate(grey: np.ndarray) -> Paper:
+    """The paper's brightness everywhere: a large median on a reduced copy, resized back; small images
+    (probably one digit) take their border's median.
 
     Where a smooth surface fitted to the border of a crop (at most CROP_SIDE) explains that border, and the
     usual estimate strays from it by half the faintest ink's contrast over SUNK_SHARE of the image, the
@@ -188,12 +205,15 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
         small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         bg = median_background(small)
         coef = border_fit(grey) if max(h, w) <= CROP_SIDE else None
+    usual = bg if bg.shape == grey.shape else cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
     if coef is not None:
         surface = quadratic(coef, bg.shape)
         strays = np.abs(surface - bg) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
         if strays.mean() > SUNK_SHARE:  # the usual estimate sank into ink, or missed a gradient
-            bg = surface
-    return bg if bg.shape == grey.shape else cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
+            level = surface if surface.shape == grey.shape else cv2.resize(surface, (w, h),
+                                                                           interpolation=cv2.INTER_LINEAR)
+            return Paper(level, usual)
+    return Paper(usual, usual)
 
 
 def median_background(small: np.ndarray) -> np.ndarray:
