@@ -315,7 +315,7 @@ class Reader:
     def may_split(self, glyph: Glyph, height: float, p_single: float) -> bool:
         """Wide glyphs may be touching digits, unless the verifier is sure this one is a single digit. Its width
         alone is no reason to cut: a glyph alone on its line sets the line height, so a flat digit (a 2 with a
-        long tail, a 5 with a long bar) is twice as wide as that, and the search's width prior would cut it."""
+        long tail, a 5 with a long bar) is up to twice as wide as that, and the search's width prior would cut it."""
         if not may_touch(glyph, height):
             return False
         return not (self.verifier is not None and p_single >= ACCEPT_SINGLE)

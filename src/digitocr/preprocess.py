@@ -78,7 +78,7 @@ class InkMap:
 
 def ink_map(grey: np.ndarray) -> InkMap:
     """(H, W) grey in [0, 1] -> ink map: flatten the lighting, pick the polarity, threshold the contrast."""
-    background, usual = paper_estimate(grey)  # (H, W) each
+    background, usual = paper_estimate(grey)  # (H, W); `usual` (H, W) or None
     small = max(grey.shape) <= SMALL_IMAGE_SIDE
     step = max(1, int(np.ceil((grey.size / STATS_PIXELS) ** 0.5)))  # statistics on a strided sample
     if small:  # one digit, maybe half the pixels: the ink is on the side the image leans to from its border
@@ -86,7 +86,7 @@ def ink_map(grey: np.ndarray) -> InkMap:
     else:
         sample = grey[::step, ::step] - background[::step, ::step]  # (h, w) mostly paper, lighting removed
         sample_sigma = noise_sigma(sample)  # the same whichever way the ink lies
-        if usual is background:
+        if usual is None:
             dark = dark_ink(sample, sample_sigma)
         else:  # a border surface fits the border but can miss a lit corner inside, which then outweighs thin
             # dark strokes as "light ink": the median, which follows it, decides the polarity
@@ -179,16 +179,15 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
 
 
 class Paper(NamedTuple):
-    """The paper's brightness (H, W) float32, and the usual estimate of it (the large median, or a small image's
-    border level): the same array unless a crop's border surface was taken instead."""
+    """The paper's brightness, and what the usual estimate made of it where a crop's border surface replaced it."""
 
-    level: np.ndarray
-    usual: np.ndarray
+    level: np.ndarray  # (H, W) float32
+    usual: np.ndarray | None  # (H, W) float32: the large median or a small image's border level; None: `level`
 
 
 def paper_estimate(grey: np.ndarray) -> Paper:
-    """The paper's brightness everywhere: a large median on a reduced copy, resized back; small images
-    (probably one digit) take their border's median.
+    """The paper's brightness everywhere (Paper.level): a large median on a reduced copy, resized back; small
+    images (probably one digit) take their border's median.
 
     Where a smooth surface fitted to the border of a crop (at most CROP_SIDE) explains that border, and the
     usual estimate strays from it by half the faintest ink's contrast over SUNK_SHARE of the image, the
@@ -213,7 +212,7 @@ def paper_estimate(grey: np.ndarray) -> Paper:
             level = surface if surface.shape == grey.shape else cv2.resize(surface, (w, h),
                                                                            interpolation=cv2.INTER_LINEAR)
             return Paper(level, usual)
-    return Paper(usual, usual)
+    return Paper(usual, None)
 
 
 def median_background(small: np.ndarray) -> np.ndarray:
