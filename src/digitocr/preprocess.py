@@ -204,15 +204,17 @@ def paper_estimate(grey: np.ndarray) -> Paper:
         small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         bg = median_background(small)
         coef = border_fit(grey) if max(h, w) <= CROP_SIDE else None
-    usual = bg if bg.shape == grey.shape else cv2.resize(bg, (w, h), interpolation=cv2.INTER_LINEAR)
     if coef is not None:
         surface = quadratic(coef, bg.shape)
         strays = np.abs(surface - bg) > 0.5 * MIN_INK_CONTRAST * np.maximum(surface, BG_FLOOR)
         if strays.mean() > SUNK_SHARE:  # the usual estimate sank into ink, or missed a gradient
-            level = surface if surface.shape == grey.shape else cv2.resize(surface, (w, h),
-                                                                           interpolation=cv2.INTER_LINEAR)
-            return Paper(level, usual)
-    return Paper(usual, None)
+            return Paper(_sized(surface, grey.shape), _sized(bg, grey.shape))
+    return Paper(_sized(bg, grey.shape), None)
+
+
+def _sized(level: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A paper level estimated on a reduced copy, resized back to the image's (H, W)."""
+    return level if level.shape == shape else cv2.resize(level, shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
 def median_background(small: np.ndarray) -> np.ndarray:
